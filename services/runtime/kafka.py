@@ -1,0 +1,33 @@
+"""One place that builds the Kafka broker object every service and connector uses.
+
+Producers are durable by default here (aiokafka's own defaults are ``acks=1`` and no idempotence):
+``acks=all`` with the idempotent producer, so a retried send never writes a record twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from services.runtime.settings import KafkaSettings
+
+
+def make_broker(
+    settings: KafkaSettings,
+    *,
+    client_id: str,
+    middlewares: Sequence[Any] = (),
+    **overrides: Any,
+) -> KafkaBroker:
+    options: dict[str, Any] = {
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.linger_ms,
+        "middlewares": tuple(middlewares),
+        "logger": None,
+    }
+    options.update(overrides)
+    return KafkaBroker(settings.bootstrap_servers, **options)
