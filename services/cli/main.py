@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import broker_cmd
+from services.cli import broker_cmd, catalog_cmd, run_cmd, schemas_cmd, topics_cmd
 
 app = typer.Typer(
     name="lienthong",
@@ -12,4 +12,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command(name="run")(run_cmd.run)
 app.add_typer(broker_cmd.app, name="broker")
+app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(schemas_cmd.app, name="schemas")
+app.add_typer(catalog_cmd.app, name="catalog")

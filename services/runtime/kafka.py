@@ -6,11 +6,12 @@ Producers are durable by default here (aiokafka's own defaults are ``acks=1`` an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
 
 from faststream.kafka import KafkaBroker
 
+from services.runtime.outbox import OutgoingRecord, SendRecord
 from services.runtime.settings import KafkaSettings
 
 
@@ -31,3 +32,15 @@ def make_broker(
     }
     options.update(overrides)
     return KafkaBroker(settings.bootstrap_servers, **options)
+
+
+def kafka_sender(broker: KafkaBroker) -> SendRecord:
+    """Sends an outbox record without waiting: returns the future of Kafka's acknowledgement."""
+
+    async def send(record: OutgoingRecord) -> Awaitable[object]:
+        future = await broker.publish(
+            record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
+        )
+        return cast("Awaitable[object]", future)
+
+    return send

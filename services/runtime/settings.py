@@ -15,8 +15,20 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LIENTHONG_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "LIENTHONG_BOOTSTRAP_SERVERS", "bootstrap_servers"
+        ),
     )
     topic_prefix: str = Field(default="", description="Prepended to every topic name (isolates tests).")
     linger_ms: int = Field(default=5, description="Producer batching delay; a few ms costs little latency.")
+
+
+class ServiceSettings(KafkaSettings):
+    """What every service process also needs: where its store lives, its port, the catalog."""
+
     data_dir: Path = Field(default=Path("var"), description="Where services keep their SQLite stores.")
+    host: str = Field(default="127.0.0.1")
+    port: int = Field(default=8000)
+    catalog_path: Path | None = Field(
+        default=None, description="Procedure catalog YAML; the shipped one if unset."
+    )

@@ -1,0 +1,491 @@
+"""The events on the bus, and how to read one from a Kafka record.
+
+Events are past tense and carry their payload in ``data``. ``HandoffRequested`` is the one
+command-like event: it asks one agency connector to do one step (a "leg") of a dossier's route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, Self
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import from_json
+
+from schemas.agencies import Agency, is_known_action
+from schemas.envelope import CE_ID, CE_SCHEMAVERSION, CE_SUBJECT, CE_TYPE, Event
+from schemas.errors import (
+    InvalidHeader,
+    SchemaViolation,
+    UnknownEventType,
+    UnparseableEvent,
+    UnsupportedSchemaVersion,
+    field_errors,
+)
+from schemas.forms import FormKind, validate_form
+from schemas.status import CLOSING_STATUSES, ClockEffect, NationalStatus
+from schemas.values import DocumentRef, DossierCode, Person, ProcedureCode, UtcDatetime
+
+_PAYLOAD_CONFIG: Final = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+StepId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    Field(description="Id of the route step (leg) in the procedure catalog."),
+]
+ActionName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    Field(description="What the agency is asked to do; one of the agency's actions."),
+]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+JsonObject = dict[str, JsonValue]
+
+
+class Channel(StrEnum):
+    """How the dossier reached the center."""
+
+    COUNTER = "counter"  # trực tiếp
+    ONLINE = "online"  # trực tuyến
+    POSTAL = "postal"  # bưu chính
+
+
+class OutcomeKind(StrEnum):
+    """How an agency leg ended (or paused)."""
+
+    COMPLETED = "completed"
+    REJECTED = "rejected"  # a business refusal: the dossier goes back to the citizen
+    WAITING_ON_CITIZEN = "waiting_on_citizen"  # e.g. tax to pay; the clock pauses
+    DEAD_LETTERED = "dead_lettered"  # technical failure after every retry; an operator must act
+
+
+class ClosedResult(StrEnum):
+    """How a dossier ended."""
+
+    COMPLETED = "completed"
+    RETURNED = "returned"  # returned to the citizen with a reason
+    WITHDRAWN = "withdrawn"  # the citizen withdrew it
+
+
+def _check_form(kind: FormKind, form: Mapping[str, Any]) -> None:
+    try:
+        validate_form(kind, form)
+    except ValidationError as error:
+        raise ValueError(
+            f"form does not match form kind {kind.value!r}: {'; '.join(field_errors(error))}"
+        ) from None
+
+
+# --- payloads ---------------------------------------------------------------------------------
+
+
+class DossierReceivedData(BaseModel):
+    """A dossier accepted at the desk or online, with its statutory due date."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    dossier_code: DossierCode
+    procedure_code: ProcedureCode
+    channel: Channel = Field(description="Intake channel.")
+    applicant: Person = Field(description="Who submits the dossier.")
+    form_kind: FormKind = Field(description="Kind of form in `form`.")
+    form: JsonObject = Field(description="The form as filled in; validated against the form kind's model.")
+    documents: list[DocumentRef] = Field(default_factory=list, description="Attached documents (references).")
+    received_at: UtcDatetime = Field(description="When the center received the dossier.")
+    clock_starts_at: UtcDatetime = Field(
+        description="When the statutory clock starts (the next working day if received after 15:00)."
+    )
+    due_at: UtcDatetime = Field(description="Statutory due date printed on the appointment receipt.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_form(self.form_kind, self.form)
+        if not self.received_at <= self.clock_starts_at <= self.due_at:
+            raise ValueError("expected received_at <= clock_starts_at <= due_at")
+        return self
+
+    def parsed_form(self) -> BaseModel:
+        """The form as its typed model."""
+        return validate_form(self.form_kind, self.form)
+
+
+class HandoffRequestedData(BaseModel):
+    """Asks one agency to perform one step of the dossier's route."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    handoff_id: UUID = Field(description="Id of this leg; the idempotency key of every call to the agency.")
+    dossier_code: DossierCode
+    procedure_code: ProcedureCode
+    step_id: StepId
+    agency: Agency = Field(description="The agency asked to act.")
+    action: ActionName
+    form_kind: FormKind
+    form: JsonObject = Field(description="The citizen's form, validated against the form kind's model.")
+    inputs: dict[str, JsonObject] = Field(
+        default_factory=dict, description="Results of earlier legs, keyed by their step id."
+    )
+    leg_due_at: UtcDatetime = Field(description="Deadline of this agency's share.")
+    dossier_due_at: UtcDatetime = Field(description="Deadline of the whole dossier.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not is_known_action(self.agency, self.action):
+            raise ValueError(f"agency {self.agency.value!r} has no action {self.action!r}")
+        _check_form(self.form_kind, self.form)
+        return self
+
+    def parsed_form(self) -> BaseModel:
+        """The form as its typed model."""
+        return validate_form(self.form_kind, self.form)
+
+
+class HandoffOutcomeData(BaseModel):
+    """What came of one handoff: done, refused, waiting on the citizen, or dead-lettered."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    handoff_id: UUID = Field(description="The handoff this answers.")
+    step_id: StepId
+    agency: Agency
+    action: ActionName
+    kind: OutcomeKind
+    reason: Reason | None = Field(
+        default=None, description="Why; required when rejected or dead-lettered (shown to staff or citizen)."
+    )
+    result: JsonObject = Field(default_factory=dict, description="What the agency returned, for later legs.")
+    agency_reference: str | None = Field(
+        default=None, max_length=200, description="The agency's own reference (notice or certificate number)."
+    )
+    error_class: str | None = Field(
+        default=None, max_length=200, description="Failure class of a dead-lettered handoff."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not is_known_action(self.agency, self.action):
+            raise ValueError(f"agency {self.agency.value!r} has no action {self.action!r}")
+        if self.kind in (OutcomeKind.REJECTED, OutcomeKind.DEAD_LETTERED) and self.reason is None:
+            raise ValueError(f"reason is required when kind is {self.kind.value}")
+        if self.kind is OutcomeKind.DEAD_LETTERED and self.error_class is None:
+            raise ValueError("error_class is required when kind is dead_lettered")
+        if self.kind is not OutcomeKind.DEAD_LETTERED and self.error_class is not None:
+            raise ValueError("error_class is only for dead_lettered outcomes")
+        return self
+
+
+class DossierStatusChangedData(BaseModel):
+    """The dossier moved to another national status."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    dossier_code: DossierCode
+    procedure_code: ProcedureCode
+    status: NationalStatus = Field(description="National status code (1-10).")
+    previous_status: NationalStatus | None = Field(description="Status before; null for the first one.")
+    holder: Agency | None = Field(
+        default=None, description="Agency holding the dossier now; null at the desk."
+    )
+    reason: Reason | None = None
+    clock_paused: bool = Field(description="Whether the statutory clock is paused in this status.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.status.clock_effect is ClockEffect.RUNNING and self.clock_paused:
+            raise ValueError(f"the clock runs in status {self.status.value}; clock_paused must be false")
+        waiting = self.status in (NationalStatus.SUPPLEMENT_REQUESTED, NationalStatus.PAYMENT_REQUIRED)
+        if waiting and not self.clock_paused:
+            raise ValueError(f"the clock pauses in status {self.status.value}; clock_paused must be true")
+        return self
+
+
+class DossierClosedData(BaseModel):
+    """The dossier is closed: completed, returned to the citizen, or withdrawn."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    dossier_code: DossierCode
+    procedure_code: ProcedureCode
+    final_status: NationalStatus = Field(description="Status the dossier closed in (3, 7, 8, 9 or 10).")
+    result: ClosedResult
+    partial: bool = Field(
+        default=False, description="Completed with some legs outstanding (e.g. the health card lags)."
+    )
+    reason: Reason | None = Field(default=None, description="Required unless fully completed.")
+    closed_at: UtcDatetime
+    on_time: bool = Field(description="Whether it closed within the statutory deadline.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.final_status not in CLOSING_STATUSES:
+            raise ValueError(f"status {self.final_status.value} does not close a dossier")
+        if (self.result is ClosedResult.WITHDRAWN) != (self.final_status is NationalStatus.WITHDRAWN):
+            raise ValueError("result withdrawn goes with final_status 7 and only with it")
+        if self.partial and self.result is not ClosedResult.COMPLETED:
+            raise ValueError("only a completed dossier can be partial")
+        if self.reason is None and (self.partial or self.result is not ClosedResult.COMPLETED):
+            raise ValueError("reason is required when the dossier is returned, withdrawn or partial")
+        return self
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+_DOSSIER_ID = "3f2b8a4e-6c1d-4f7a-9b2e-1a5c7d9e0f11"
+_CORRELATION_ID = "8d6e4c2a-0b9f-4e7d-8c5b-3a1f2e4d6c88"
+_HANDOFF_ID = "5a7c9e1b-3d5f-4a2c-8e6b-7d9f1a3c5e22"
+_APPLICANT = {
+    "citizen_id": "001085012345",
+    "full_name": "Nguyễn Văn An",
+    "date_of_birth": "1985-03-14",
+    "sex": "male",
+    "address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
+}
+_LAND_FORM = {
+    "parcel_id": "TD-12-345",
+    "area_m2": 120.5,
+    "transferor": _APPLICANT,
+    "transferee": {
+        "citizen_id": "079190123456",
+        "full_name": "Trần Thị Bình",
+        "date_of_birth": "1990-11-02",
+        "sex": "female",
+    },
+    "declared_value_vnd": 3_500_000_000,
+}
+
+
+def _example(
+    event_type: str, event_id: str, occurred_at: str, producer: str, data: dict[str, Any]
+) -> ConfigDict:
+    envelope: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": 1,
+        "occurred_at": occurred_at,
+        "producer": producer,
+        "dossier_id": _DOSSIER_ID,
+        "correlation_id": _CORRELATION_ID,
+        "causation_id": None,
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "data": data,
+    }
+    return ConfigDict(json_schema_extra={"examples": [envelope]})
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class DossierReceived(Event):
+    """Intake accepted a dossier; the router starts its route."""
+
+    model_config = _example(
+        "vn.lienthong.dossier.received",
+        "0c9a7e55-2b1f-4d3c-9a8e-6f4b2d1c0e01",
+        "2024-09-16T02:15:00Z",
+        "intake",
+        {
+            "dossier_code": "LT-240916-000042",
+            "procedure_code": "9.900001",
+            "channel": "counter",
+            "applicant": _APPLICANT,
+            "form_kind": "land_transfer",
+            "form": _LAND_FORM,
+            "documents": [
+                {
+                    "name": "hop-dong-chuyen-nhuong.pdf",
+                    "media_type": "application/pdf",
+                    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    "size_bytes": 482133,
+                }
+            ],
+            "received_at": "2024-09-16T02:15:00Z",
+            "clock_starts_at": "2024-09-16T02:15:00Z",
+            "due_at": "2024-09-30T10:00:00Z",
+        },
+    )
+
+    event_type: Literal["vn.lienthong.dossier.received"] = "vn.lienthong.dossier.received"
+    schema_version: Literal[1] = 1
+    data: DossierReceivedData
+
+
+class HandoffRequested(Event):
+    """The router asks one agency to perform one step of the dossier's route."""
+
+    model_config = _example(
+        "vn.lienthong.handoff.requested",
+        "1d8b6f44-3c2e-4e4d-8b9f-7a5c3e2d1f02",
+        "2024-09-16T02:15:01Z",
+        "router",
+        {
+            "handoff_id": _HANDOFF_ID,
+            "dossier_code": "LT-240916-000042",
+            "procedure_code": "9.900001",
+            "step_id": "check_dossier",
+            "agency": "land",
+            "action": "check_transfer",
+            "form_kind": "land_transfer",
+            "form": _LAND_FORM,
+            "inputs": {},
+            "leg_due_at": "2024-09-19T10:00:00Z",
+            "dossier_due_at": "2024-09-30T10:00:00Z",
+        },
+    )
+
+    event_type: Literal["vn.lienthong.handoff.requested"] = "vn.lienthong.handoff.requested"
+    schema_version: Literal[1] = 1
+    data: HandoffRequestedData
+
+
+class HandoffOutcome(Event):
+    """A connector reports what came of a handoff."""
+
+    model_config = _example(
+        "vn.lienthong.handoff.outcome",
+        "2e7c5a33-4d3f-4f5e-9c8a-8b6d4f3e2a03",
+        "2024-09-17T03:40:00Z",
+        "connector.land",
+        {
+            "handoff_id": _HANDOFF_ID,
+            "step_id": "check_dossier",
+            "agency": "land",
+            "action": "check_transfer",
+            "kind": "completed",
+            "reason": None,
+            "result": {"cadastral_slip_no": "PCT-2024-00917", "parcel_owner_matches": True},
+            "agency_reference": "VPDK-HN-2024-117",
+            "error_class": None,
+        },
+    )
+
+    event_type: Literal["vn.lienthong.handoff.outcome"] = "vn.lienthong.handoff.outcome"
+    schema_version: Literal[1] = 1
+    data: HandoffOutcomeData
+
+
+class DossierStatusChanged(Event):
+    """The dossier's national status changed."""
+
+    model_config = _example(
+        "vn.lienthong.dossier.status_changed",
+        "3f6d4b22-5e4a-4a6f-8d7b-9c7e5a4f3b04",
+        "2024-09-18T08:00:00Z",
+        "router",
+        {
+            "dossier_code": "LT-240916-000042",
+            "procedure_code": "9.900001",
+            "status": 6,
+            "previous_status": 4,
+            "holder": "tax",
+            "reason": "Chờ nộp thuế thu nhập cá nhân và lệ phí trước bạ",
+            "clock_paused": True,
+        },
+    )
+
+    event_type: Literal["vn.lienthong.dossier.status_changed"] = "vn.lienthong.dossier.status_changed"
+    schema_version: Literal[1] = 1
+    data: DossierStatusChangedData
+
+
+class DossierClosed(Event):
+    """The dossier is closed; nothing more will happen to it."""
+
+    model_config = _example(
+        "vn.lienthong.dossier.closed",
+        "4a5e3c11-6f5b-4b7a-9e6c-ad8f6b5a4c05",
+        "2024-09-27T09:30:00Z",
+        "router",
+        {
+            "dossier_code": "LT-240916-000042",
+            "procedure_code": "9.900001",
+            "final_status": 10,
+            "result": "completed",
+            "partial": False,
+            "reason": None,
+            "closed_at": "2024-09-27T09:30:00Z",
+            "on_time": True,
+        },
+    )
+
+    event_type: Literal["vn.lienthong.dossier.closed"] = "vn.lienthong.dossier.closed"
+    schema_version: Literal[1] = 1
+    data: DossierClosedData
+
+
+# --- registry and parsing ---------------------------------------------------------------------
+
+ALL_EVENTS: Final[tuple[type[Event], ...]] = (
+    DossierReceived,
+    HandoffRequested,
+    HandoffOutcome,
+    DossierStatusChanged,
+    DossierClosed,
+)
+"""Every event model this code reads, including older majors kept for a migration window."""
+
+EVENT_VERSIONS: Final[dict[str, dict[int, type[Event]]]] = {}
+for _model in ALL_EVENTS:
+    EVENT_VERSIONS.setdefault(_model.EVENT_TYPE, {})[_model.SCHEMA_VERSION] = _model
+
+EVENT_TYPES: Final[dict[str, type[Event]]] = {
+    event_type: versions[max(versions)] for event_type, versions in EVENT_VERSIONS.items()
+}
+"""The current model of each event type; new events are written with these."""
+
+
+def parse_event(raw: bytes | bytearray | str, headers: Mapping[str, bytes | str] | None = None) -> Event:
+    """Read an event from a Kafka record value (and, when given, check its headers agree).
+
+    Raises (all poison, see :mod:`schemas.errors`): :class:`UnparseableEvent`,
+    :class:`UnknownEventType`, :class:`UnsupportedSchemaVersion`, :class:`SchemaViolation`,
+    :class:`InvalidHeader`.
+    """
+    try:
+        document = from_json(raw)
+    except ValueError as error:
+        raise UnparseableEvent(f"event is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise UnparseableEvent(f"event must be a JSON object, got {type(document).__name__}")
+
+    event_type = document.get("event_type")
+    if not isinstance(event_type, str) or event_type not in EVENT_VERSIONS:
+        raise UnknownEventType(event_type)
+    versions = EVENT_VERSIONS[event_type]
+    version = document.get("schema_version")
+    model = versions.get(version) if isinstance(version, int) and not isinstance(version, bool) else None
+    if model is None:
+        raise UnsupportedSchemaVersion(event_type, version, sorted(versions))
+
+    try:
+        event = model.model_validate_json(raw)
+    except ValidationError as error:
+        raise SchemaViolation.from_validation_error(event_type, error) from None
+    if headers is not None:
+        _check_headers_agree(event, headers)
+    return event
+
+
+def _check_headers_agree(event: Event, headers: Mapping[str, bytes | str]) -> None:
+    expected = {
+        CE_ID: str(event.event_id),
+        CE_TYPE: event.event_type,
+        CE_SUBJECT: str(event.dossier_id),
+        CE_SCHEMAVERSION: str(event.schema_version),
+    }
+    for name, value in expected.items():
+        given = headers.get(name)
+        if given is None:
+            continue
+        text = given if isinstance(given, str) else given.decode(errors="replace")
+        if text != value:
+            raise InvalidHeader(name, f"{text!r} disagrees with the event body ({value!r})")

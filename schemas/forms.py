@@ -1,0 +1,243 @@
+"""What the citizen fills in, one typed model per kind of form.
+
+A procedure in the catalog names its form kind; events carry the form as plain JSON (so a new form
+kind needs no new event version) and validate it against :data:`FORMS` on the way in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import to_json
+
+from schemas.values import PERSONAL, FullName, MoneyVND, Person, Sex, ShortText, personal_field_names
+
+
+class FormKind(StrEnum):
+    """The kinds of form a procedure can ask for."""
+
+    LAND_TRANSFER = "land_transfer"
+    FIRST_LAND_CERTIFICATE = "first_land_certificate"
+    MARRIAGE = "marriage"
+    BIRTH = "birth"
+    DEATH = "death"
+    HOUSEHOLD_BUSINESS = "household_business"
+
+
+class UnknownFormKind(ValueError):
+    """A form kind that :data:`FORMS` does not know."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(f"unknown form kind {kind!r}; known kinds: {', '.join(sorted(FORMS))}")
+
+
+ParcelId = Annotated[
+    str,
+    StringConstraints(pattern=r"^TD-\d{1,4}-\d{1,6}$"),
+    Field(
+        description="Land parcel: TD-<map sheet number>-<parcel number> (tờ bản đồ, thửa đất).",
+        examples=["TD-12-345"],
+    ),
+]
+AreaM2 = Annotated[
+    float, Field(gt=0, le=10_000_000, allow_inf_nan=False, description="Parcel area in square metres.")
+]
+
+_FORM_CONFIG: Final = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def _form_config(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(**_FORM_CONFIG, json_schema_extra={"examples": [example]})
+
+
+_SELLER = {
+    "citizen_id": "001085012345",
+    "full_name": "Nguyễn Văn An",
+    "date_of_birth": "1985-03-14",
+    "sex": "male",
+    "address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
+}
+_BUYER = {
+    "citizen_id": "079190123456",
+    "full_name": "Trần Thị Bình",
+    "date_of_birth": "1990-11-02",
+    "sex": "female",
+    "address": "45 Lê Lợi, quận 1, TP. Hồ Chí Minh",
+}
+
+
+class LandTransferForm(BaseModel):
+    """Land-use-right transfer (chuyển nhượng quyền sử dụng đất)."""
+
+    model_config = _form_config(
+        {
+            "parcel_id": "TD-12-345",
+            "area_m2": 120.5,
+            "transferor": _SELLER,
+            "transferee": _BUYER,
+            "declared_value_vnd": 3_500_000_000,
+        }
+    )
+
+    parcel_id: ParcelId
+    area_m2: AreaM2
+    transferor: Person = Field(description="Current holder of the land-use right (bên chuyển nhượng).")
+    transferee: Person = Field(description="Who receives the right (bên nhận chuyển nhượng).")
+    declared_value_vnd: MoneyVND = Field(description="Transfer value declared in the contract.")
+
+    @model_validator(mode="after")
+    def _two_parties(self) -> Self:
+        if self.transferor.citizen_id == self.transferee.citizen_id:
+            raise ValueError("transferor and transferee must be different people")
+        return self
+
+
+class FirstLandCertificateForm(BaseModel):
+    """First-time land-use-right certificate (cấp Giấy chứng nhận lần đầu)."""
+
+    model_config = _form_config(
+        {
+            "parcel_id": "TD-7-88",
+            "area_m2": 200.0,
+            "applicant": _SELLER,
+            "land_use_purpose": "đất ở tại nông thôn",
+            "land_value_vnd": 900_000_000,
+        }
+    )
+
+    parcel_id: ParcelId
+    area_m2: AreaM2
+    applicant: Person
+    land_use_purpose: ShortText = Field(description="Land-use purpose as declared (mục đích sử dụng đất).")
+    land_value_vnd: MoneyVND = Field(description="Land value by the provincial price table.")
+
+
+class MarriageForm(BaseModel):
+    """Marriage registration (đăng ký kết hôn)."""
+
+    model_config = _form_config({"husband": _SELLER, "wife": _BUYER})
+
+    husband: Person
+    wife: Person
+
+    @model_validator(mode="after")
+    def _two_people(self) -> Self:
+        if self.husband.citizen_id == self.wife.citizen_id:
+            raise ValueError("husband and wife must be different people")
+        return self
+
+
+class BirthForm(BaseModel):
+    """Birth registration (đăng ký khai sinh), the first leg of the birth–residence–insurance group."""
+
+    model_config = _form_config(
+        {
+            "child_full_name": "Nguyễn Minh Khôi",
+            "child_date_of_birth": "2024-09-01",
+            "child_sex": "male",
+            "place_of_birth": "Bệnh viện Phụ sản Hà Nội",
+            "mother": _BUYER,
+            "father": _SELLER,
+            "residence_address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
+        }
+    )
+
+    child_full_name: FullName = Field(json_schema_extra=PERSONAL)
+    child_date_of_birth: date = Field(json_schema_extra=PERSONAL)
+    child_sex: Sex
+    place_of_birth: ShortText
+    mother: Person
+    father: Person | None = Field(default=None, description="Absent when the father is not declared.")
+    residence_address: ShortText = Field(
+        description="Where the child's permanent residence is registered.", json_schema_extra=PERSONAL
+    )
+
+    @model_validator(mode="after")
+    def _born_after_parents(self) -> Self:
+        for role, parent in (("mother", self.mother), ("father", self.father)):
+            if parent is not None and parent.date_of_birth >= self.child_date_of_birth:
+                raise ValueError(f"the {role} must be born before the child")
+        return self
+
+
+class DeathForm(BaseModel):
+    """Death registration (đăng ký khai tử), with removal of residence and the funeral allowance."""
+
+    model_config = _form_config(
+        {
+            "deceased": _SELLER,
+            "date_of_death": "2024-08-20",
+            "place_of_death": "Bệnh viện Bạch Mai, Hà Nội",
+            "declarant": _BUYER,
+            "allowance_beneficiary": _BUYER,
+        }
+    )
+
+    deceased: Person
+    date_of_death: date
+    place_of_death: ShortText
+    declarant: Person = Field(description="Who declares the death (người đi khai tử).")
+    allowance_beneficiary: Person | None = Field(
+        default=None, description="Who receives the funeral allowance, when one is claimed."
+    )
+
+    @model_validator(mode="after")
+    def _death_after_birth(self) -> Self:
+        if self.date_of_death < self.deceased.date_of_birth:
+            raise ValueError("date_of_death is before the deceased's date_of_birth")
+        if self.declarant.citizen_id == self.deceased.citizen_id:
+            raise ValueError("the declarant cannot be the deceased")
+        return self
+
+
+class HouseholdBusinessForm(BaseModel):
+    """Household business registration with a tax code (đăng ký hộ kinh doanh)."""
+
+    model_config = _form_config(
+        {
+            "business_name": "Hộ kinh doanh Phở Bình",
+            "owner": _BUYER,
+            "business_address": "45 Lê Lợi, quận 1, TP. Hồ Chí Minh",
+            "line_of_business": "Dịch vụ ăn uống",
+            "capital_vnd": 150_000_000,
+        }
+    )
+
+    business_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    owner: Person
+    business_address: ShortText
+    line_of_business: ShortText
+    capital_vnd: MoneyVND
+
+
+FORMS: Final[dict[str, type[BaseModel]]] = {
+    FormKind.LAND_TRANSFER: LandTransferForm,
+    FormKind.FIRST_LAND_CERTIFICATE: FirstLandCertificateForm,
+    FormKind.MARRIAGE: MarriageForm,
+    FormKind.BIRTH: BirthForm,
+    FormKind.DEATH: DeathForm,
+    FormKind.HOUSEHOLD_BUSINESS: HouseholdBusinessForm,
+}
+"""Form model per form kind."""
+
+FORM_PERSONAL_FIELDS: Final[frozenset[str]] = frozenset().union(
+    *(personal_field_names(m) for m in FORMS.values())
+)
+"""Top-level form fields (outside :class:`Person`) that hold personal data."""
+
+
+def validate_form(kind: str, data: Mapping[str, Any]) -> BaseModel:
+    """Validate JSON form ``data`` as the form of ``kind``.
+
+    ``data`` is what travels in an event (dates as ISO strings), so it is read with JSON rules.
+    Raises :class:`UnknownFormKind` or :class:`pydantic.ValidationError`.
+    """
+    model = FORMS.get(kind)
+    if model is None:
+        raise UnknownFormKind(kind)
+    return model.model_validate_json(to_json(dict(data)))

@@ -1,0 +1,26 @@
+"""``lienthong run``: the local bus with a real broker, every service and sample traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from services.localkafka.errors import BrokerError
+
+
+def run(
+    rate: float = typer.Option(1.0, help="Sample dossiers submitted per second."),
+    duration: float = typer.Option(0.0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+    work_dir: Path = typer.Option(Path("var/run"), help="Where the stores, logs and broker data go."),
+    seed: int = typer.Option(2026, help="Seed of the sample traffic."),
+) -> None:
+    """Start the broker, the agency sandboxes and every service, and feed sample dossiers."""
+    from services.stack.run import RunOptions
+    from services.stack.run import run as run_stack
+
+    try:
+        run_stack(RunOptions(work_dir=work_dir, rate_per_s=rate, duration_s=duration, seed=seed), typer.echo)
+    except BrokerError as error:
+        typer.secho(str(error), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None

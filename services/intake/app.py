@@ -1,0 +1,191 @@
+"""The intake service: the counter's and the online portal's door into the bus.
+
+``POST /dossiers`` checks a dossier against the catalog and the contracts, gives it its receipt code
+and statutory due date, stores it under its Idempotency-Key together with the ``DossierReceived``
+event (outbox), and answers 201. The same key never makes a second dossier, even across restarts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from schemas.catalog import Catalog, Procedure, load_catalog
+from schemas.deadlines import counting_starts, due_date
+from schemas.events import DossierReceived, DossierReceivedData
+from schemas.forms import FormKind
+from schemas.status import NationalStatus
+from schemas.topics import DOSSIER_RECEIVED
+from schemas.workdays import WorkingCalendar, default_calendar
+from services.intake.store import IntakeStore, KeyReused, request_hash
+from services.intake.submission import (
+    MAX_BODY_BYTES,
+    DossierSubmission,
+    FieldError,
+    InvalidSubmission,
+    check_submission,
+)
+from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.outbox import OutboxRelay
+from services.runtime.records import event_record
+from services.runtime.service import build_service_app
+from services.runtime.settings import ServiceSettings
+
+PRODUCER = "intake"
+
+
+class IntakeSettings(ServiceSettings):
+    port: int = Field(default=8000)
+
+
+def _problem(status: int, detail: str, errors: list[FieldError] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = [e.model_dump() for e in errors]
+    return JSONResponse(status_code=status, content=body)
+
+
+def procedure_view(procedure: Procedure) -> dict[str, Any]:
+    return {
+        "code": procedure.code,
+        "name_vi": procedure.name_vi,
+        "name_en": procedure.name_en,
+        "lead_agency": procedure.lead_agency.value,
+        "form_kind": procedure.form_kind,
+        "deadline_working_days": procedure.deadline_working_days,
+        "route": [
+            {
+                "id": step.id,
+                "agency": step.agency.value,
+                "action": step.action,
+                "after": list(step.after),
+                "share_working_days": step.share_working_days,
+                "required": step.required,
+            }
+            for step in procedure.route
+        ],
+    }
+
+
+class Intake:
+    """Accepting one dossier: numbering, deadlines, the event, the idempotent store."""
+
+    def __init__(
+        self, store: IntakeStore, catalog: Catalog, calendar: WorkingCalendar, topic_prefix: str
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.calendar = calendar
+        self.topic = topic_prefix + DOSSIER_RECEIVED
+
+    def accept(self, key: str, body: bytes, now: datetime) -> tuple[dict[str, Any], bool]:
+        stored = self.store.find(key)
+        body_hash = request_hash(body)
+        if stored is not None and stored.request_hash == body_hash:
+            return stored.response, False  # a retry of the same submission: no need to re-validate
+        submission, procedure = check_submission(body, self.catalog)
+        local_day = self.calendar.local(now).date()
+
+        def build(number: int) -> tuple[str, dict[str, Any], list[Any]]:
+            return self._build(submission, procedure, now, f"LT-{local_day:%y%m%d}-{number:06d}")
+
+        return self.store.accept(key, body_hash, local_day, build)
+
+    def _build(
+        self, submission: DossierSubmission, procedure: Procedure, now: datetime, code: str
+    ) -> tuple[str, dict[str, Any], list[Any]]:
+        clock_starts = self.calendar.closing(counting_starts(now, self.calendar)).astimezone(UTC)
+        due = due_date(now, procedure.deadline_working_days, self.calendar)
+        dossier_id = uuid.uuid4()
+        data = DossierReceivedData(
+            dossier_code=code,
+            procedure_code=procedure.code,
+            channel=submission.channel,
+            applicant=submission.applicant,
+            form_kind=FormKind(procedure.form_kind),
+            form=submission.form,
+            documents=submission.documents,
+            received_at=now,
+            clock_starts_at=max(now, clock_starts),
+            due_at=due.at.astimezone(UTC),
+        )
+        event = DossierReceived.create(data=data, producer=PRODUCER, dossier_id=dossier_id, occurred_at=now)
+        response = {
+            "dossier_id": str(dossier_id),
+            "dossier_code": code,
+            "procedure_code": procedure.code,
+            "status": int(NationalStatus.ACCEPTED),
+            "status_text": {"vi": NationalStatus.ACCEPTED.vi, "en": NationalStatus.ACCEPTED.en},
+            "received_at": now.isoformat(),
+            "due_date": due.on.strftime("%d/%m/%Y"),
+            "due_at": due.at.isoformat(),
+        }
+        return str(dossier_id), response, [event_record(event, self.topic)]
+
+
+def add_routes(app: FastAPI, intake: Intake, relay: OutboxRelay | None) -> None:
+    @app.get("/procedures", tags=["catalog"])
+    async def list_procedures() -> list[dict[str, Any]]:
+        """The procedure catalog: codes, names, routes and statutory deadlines."""
+        return [procedure_view(p) for p in intake.catalog.procedures]
+
+    @app.get("/procedures/{code}", tags=["catalog"])
+    async def get_procedure(code: str) -> Any:
+        try:
+            return procedure_view(intake.catalog.procedure(code))
+        except KeyError:
+            return _problem(404, f"unknown procedure {code!r}")
+
+    @app.post("/dossiers", status_code=201, tags=["dossiers"], response_model=None)
+    async def submit_dossier(
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> JSONResponse:
+        """Receive a dossier. Send a unique Idempotency-Key: a retry with the same key and body returns
+        the same dossier; the same key with another body is refused."""
+        if not idempotency_key or not idempotency_key.strip():
+            return _problem(400, "the Idempotency-Key header is required (one unique value per dossier)")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _problem(413, f"the dossier is larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _problem(413, f"the dossier is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            response, created = intake.accept(idempotency_key, body, datetime.now(UTC))
+        except InvalidSubmission as invalid:
+            count = len(invalid.errors)
+            return _problem(
+                422, f"the dossier has {count} invalid field{'s' if count != 1 else ''}", invalid.errors
+            )
+        except KeyReused:
+            return _problem(422, "this Idempotency-Key was already used for a different dossier")
+        if created and relay is not None:
+            relay.wake()
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return JSONResponse(status_code=201, content=response, headers=headers)
+
+
+def build_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    store = IntakeStore(settings.data_dir / "intake.db")
+    broker = make_broker(settings, client_id="intake")
+    relay = OutboxRelay(store.outbox, kafka_sender(broker))
+    intake = Intake(store, load_catalog(settings.catalog_path), default_calendar(), settings.topic_prefix)
+    # Publishes DossierReceived (documented in the AsyncAPI document; sent through the outbox relay).
+    broker.publisher(
+        settings.topic_prefix + DOSSIER_RECEIVED, description="Dossiers accepted at the desk or online."
+    )
+    app = build_service_app(
+        "intake",
+        broker,
+        description="Receives dossiers from the counter and the online portal.",
+        loops=[relay.run],
+    )
+    add_routes(app, intake, relay)
+    return app

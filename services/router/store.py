@@ -1,0 +1,39 @@
+"""The router's durable state: each dossier's legs and clock, next to the processed events and outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+from services.router.state import DossierState
+from services.runtime.store import ProcessingStore, SqliteProcessingStore, Write
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS dossiers (dossier_id TEXT PRIMARY KEY, state TEXT NOT NULL);"
+
+
+class RouterStore(ProcessingStore, Protocol):
+    def load(self, dossier_id: str) -> DossierState | None: ...
+
+    def saving(self, state: DossierState) -> Write:
+        """A write, for :meth:`ProcessingStore.commit`, that stores ``state``."""
+        ...
+
+
+class SqliteRouterStore(SqliteProcessingStore):
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, _SCHEMA)
+
+    def load(self, dossier_id: str) -> DossierState | None:
+        row = self.conn.execute("SELECT state FROM dossiers WHERE dossier_id = ?", (dossier_id,)).fetchone()
+        return DossierState.model_validate_json(row["state"]) if row else None
+
+    def saving(self, state: DossierState) -> Write:
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO dossiers (dossier_id, state) VALUES (?, ?) "
+                "ON CONFLICT (dossier_id) DO UPDATE SET state = excluded.state",
+                (state.dossier_id, state.model_dump_json()),
+            )
+
+        return save

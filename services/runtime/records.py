@@ -1,0 +1,54 @@
+"""Events as Kafka records, and Kafka records as the runtime sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from faststream.kafka.message import KafkaMessage
+from faststream.message import StreamMessage
+
+from schemas.envelope import Event, event_headers, event_key, event_value
+from services.runtime.outbox import OutgoingRecord
+
+
+def event_record(event: Event, topic: str) -> OutgoingRecord:
+    """The record that carries ``event``: keyed by dossier id, CloudEvents headers, JSON value."""
+    return OutgoingRecord(
+        topic=topic, key=event_key(event), value=event_value(event), headers=event_headers(event)
+    )
+
+
+async def raw_body(message: StreamMessage[object], *_: object) -> bytes:
+    """A FastStream decoder that hands the handler the record's bytes: parsing is the runtime's job,
+    so that a record that does not parse becomes a dead letter instead of an exception in FastStream."""
+    return message.body
+
+
+@dataclass(frozen=True)
+class ReceivedRecord:
+    """Where a record came from, for dead-letter context and logs."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    group_id: str
+
+    @classmethod
+    def from_message(cls, body: bytes, message: KafkaMessage, group_id: str) -> ReceivedRecord:
+        raw = message.raw_message
+        assert not isinstance(raw, tuple), "batch subscribers are not used"
+        return cls(
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            timestamp=datetime.fromtimestamp(raw.timestamp / 1000, UTC),
+            key=raw.key,
+            value=body,
+            headers={k: v.decode(errors="replace") for k, v in raw.headers},
+            group_id=group_id,
+        )

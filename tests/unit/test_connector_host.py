@@ -1,0 +1,195 @@
+"""The connector host classifies what an agency does: outcomes, blips retried, outages and broken replies
+dead-lettered, pending work polled to its end, redeliveries ignored — with a fake agency, no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, WaitingOnCitizen
+from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from schemas.agencies import Agency
+from schemas.envelope import Event
+from schemas.events import HandoffOutcome, HandoffRequested, parse_event
+from services.runtime import deadletter
+from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, WrongAgency
+from services.runtime.outbox import OutboxRelay, OutgoingRecord
+from services.runtime.records import ReceivedRecord
+from services.runtime.retry import BlipRetry
+from tests.factories import dossier_received
+from tests.unit.test_router import RouterHarness, requests
+
+
+class FakeMarriageRegistry(Connector):
+    """Answers from a script: each call pops the next reaction."""
+
+    agency: ClassVar[Agency] = Agency.CIVIL_STATUS
+    actions: ClassVar[frozenset[str]] = frozenset({"register_marriage"})
+
+    def __init__(self, *reactions: HandoffResult | Exception) -> None:
+        self.reactions = list(reactions)
+        self.calls: list[str] = []
+        self.polls: list[HandoffResult] = []
+
+    async def handle(self, request: HandoffRequest) -> HandoffResult:
+        self.calls.append(request.handoff_id)
+        reaction = self.reactions.pop(0)
+        if isinstance(reaction, Exception):
+            raise reaction
+        return reaction
+
+    async def poll(self, poll_token: str) -> HandoffResult:
+        return self.polls.pop(0)
+
+
+async def _send(record: OutgoingRecord) -> object:  # the relay is not run in these tests
+    raise AssertionError("not used")
+
+
+def make_host(tmp_path: Path, connector: Connector) -> ConnectorHost:
+    store = HandoffStore(tmp_path / "connector.db")
+    relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
+    fast = BlipRetry(attempts=3, within_s=1.0, first_wait_s=0.01, max_wait_s=0.02, call_timeout_s=0.5)
+    return ConnectorHost(connector, store, relay, HostSettings(blip_retry=fast, poll_interval_s=0.0))
+
+
+@pytest.fixture
+async def marriage_request(tmp_path: Path) -> HandoffRequested:
+    emitted = await RouterHarness(tmp_path / "router.db").feed(dossier_received("9.900005"))
+    return requests(emitted)["register_marriage"]
+
+
+def record_of(event: Event) -> ReceivedRecord:
+    return ReceivedRecord(
+        topic="handoff.civil_status.requested",
+        partition=2,
+        offset=41,
+        timestamp=event.occurred_at,
+        key=str(event.dossier_id).encode(),
+        value=event.model_dump_json().encode(),
+        headers={},
+        group_id="connector",
+    )
+
+
+async def handle(host: ConnectorHost, request: HandoffRequested) -> list[OutgoingRecord]:
+    effect = await host.on_request(request, record_of(request))
+    host.store.commit(str(request.event_id), effect.emitted, effect.write)
+    return effect.emitted
+
+
+def outcomes(records: list[OutgoingRecord]) -> list[HandoffOutcome]:
+    events = [parse_event(r.value, r.headers) for r in records if r.topic.endswith("handoff.outcome")]
+    return [e for e in events if isinstance(e, HandoffOutcome)]
+
+
+async def test_completed_call_publishes_a_completed_outcome(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    host = make_host(tmp_path, FakeMarriageRegistry(Completed({"so_dang_ky": "KH-1"}, reference="KH-1")))
+    [outcome] = outcomes(await handle(host, marriage_request))
+    assert outcome.data.kind == "completed" and outcome.data.result == {"so_dang_ky": "KH-1"}
+    assert outcome.data.agency_reference == "KH-1" and outcome.causation_id == marriage_request.event_id
+
+
+async def test_business_rejection_is_an_outcome_never_retried(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(AgencyRejected("Người chồng chưa đủ 20 tuổi"))
+    host = make_host(tmp_path, connector)
+    [outcome] = outcomes(await handle(host, marriage_request))
+    assert outcome.data.kind == "rejected" and outcome.data.reason == "Người chồng chưa đủ 20 tuổi"
+    assert len(connector.calls) == 1
+
+
+async def test_a_blip_is_retried_in_process(tmp_path: Path, marriage_request: HandoffRequested) -> None:
+    connector = FakeMarriageRegistry(AgencyUnavailable("503"), AgencyUnavailable("503"), Completed())
+    host = make_host(tmp_path, connector)
+    [outcome] = outcomes(await handle(host, marriage_request))
+    assert outcome.data.kind == "completed" and len(connector.calls) == 3
+    assert set(connector.calls) == {str(marriage_request.data.handoff_id)}, (
+        "one idempotency key for every try"
+    )
+
+
+async def test_an_outage_is_dead_lettered_with_its_story(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    host = make_host(tmp_path, FakeMarriageRegistry(*[AgencyUnavailable("connection refused")] * 3))
+    emitted = await handle(host, marriage_request)
+    [outcome] = outcomes(emitted)
+    assert outcome.data.kind == "dead_lettered" and outcome.data.error_class == "transient"
+    [letter] = [r for r in emitted if r.topic.endswith(".dlq")]
+    assert letter.topic == "handoff.civil_status.requested.dlq"
+    assert letter.value == marriage_request.model_dump_json().encode(), "the original record, whole"
+    assert letter.headers[deadletter.ORIGINAL_OFFSET] == "41"
+    assert letter.headers[deadletter.ORIGINAL_TOPIC] == "handoff.civil_status.requested"
+    assert letter.headers[deadletter.ATTEMPTS] == "3"
+    assert "connection refused" in letter.headers[deadletter.EXCEPTION_MESSAGE]
+
+
+async def test_a_broken_reply_is_dead_lettered_without_retry(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(AgencyProtocolError("reply has no so_dang_ky"))
+    host = make_host(tmp_path, connector)
+    [outcome] = outcomes(await handle(host, marriage_request))
+    assert outcome.data.error_class == "protocol" and len(connector.calls) == 1
+
+
+async def test_a_crashing_adapter_is_dead_lettered_not_fatal(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    host = make_host(tmp_path, FakeMarriageRegistry(KeyError("so_dang_ky")))
+    [outcome] = outcomes(await handle(host, marriage_request))
+    assert outcome.data.error_class == "internal"
+
+
+async def test_waiting_on_citizen_is_published_then_polled_to_completion(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(
+        WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-1", result={"fee_vnd": 0})
+    )
+    host = make_host(tmp_path, connector)
+    [waiting] = outcomes(await handle(host, marriage_request))
+    assert waiting.data.kind == "waiting_on_citizen"
+    connector.polls = [WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-1"), Completed({"paid": True})]
+    assert await host.poll_once() == 0, "still unpaid: nothing new is published"
+    assert await host.poll_once() == 1
+    pending = [r for _, r in host.store.outbox.pending()]
+    kinds = [o.data.kind for o in outcomes(pending)]
+    assert kinds == ["waiting_on_citizen", "completed"]
+
+
+async def test_redelivered_request_does_not_call_the_agency_again(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(Completed(), Completed())
+    host = make_host(tmp_path, connector)
+    await handle(host, marriage_request)
+    assert await handle(host, marriage_request) == []
+    assert len(connector.calls) == 1
+
+
+async def test_request_for_another_agency_is_poison(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    land_host = make_host(tmp_path, FakeMarriageRegistry())
+    land_host.agency = Agency.LAND
+    with pytest.raises(WrongAgency):
+        await land_host.on_request(marriage_request, record_of(marriage_request))
+
+
+async def test_deciding_an_outcome_twice_gives_it_the_same_event_id(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    # A connector that crashed after publishing and before committing decides again: the router
+    # must see the same event id, so that it drops the copy.
+    first = make_host(tmp_path / "a", FakeMarriageRegistry(Completed()))
+    second = make_host(tmp_path / "b", FakeMarriageRegistry(Completed()))
+    [one] = outcomes(await handle(first, marriage_request))
+    [two] = outcomes(await handle(second, marriage_request))
+    assert one.event_id == two.event_id

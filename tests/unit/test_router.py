@@ -1,0 +1,165 @@
+"""The router walks routes: sequential legs, parallel branches that join, rejections, payment pauses,
+duplicates and a restart in the middle of a route — all without a broker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas.catalog import load_catalog
+from schemas.envelope import Event
+from schemas.events import (
+    DossierClosed,
+    DossierStatusChanged,
+    HandoffRequested,
+    parse_event,
+)
+from schemas.status import NationalStatus
+from schemas.workdays import default_calendar
+from services.router.handlers import RouterHandlers
+from services.router.store import SqliteRouterStore
+from services.runtime.records import ReceivedRecord
+from tests.factories import dossier_received, of_type, outcome_for
+
+LAND_TRANSFER, BIRTH, MARRIAGE = "9.900001", "9.900003", "9.900005"
+
+
+class RouterHarness:
+    """The router's handlers over a real SQLite store; what it emits is read back from the outbox."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.restart()
+
+    def restart(self) -> None:
+        self.store = SqliteRouterStore(self.path)
+        self.handlers = RouterHandlers(self.store, load_catalog(), default_calendar())
+
+    async def feed(self, event: Event) -> list[Event]:
+        record = ReceivedRecord.__new__(ReceivedRecord)  # context is only used for dead letters
+        if self.store.was_processed(str(event.event_id)):
+            return []
+        effect = await self.handlers.on_event(event, record)
+        self.store.commit(str(event.event_id), effect.emitted, effect.write)
+        pending = self.store.outbox.pending()
+        if pending:
+            self.store.outbox.remove_through(pending[-1][0])
+        return [parse_event(r.value, r.headers) for _, r in pending]
+
+
+@pytest.fixture
+def router(tmp_path: Path) -> RouterHarness:
+    return RouterHarness(tmp_path / "router.db")
+
+
+def requests(events: list[Event]) -> dict[str, HandoffRequested]:
+    return {e.data.step_id: e for e in of_type(events, HandoffRequested)}
+
+
+async def test_land_transfer_walks_land_then_tax_with_payment_pause_then_land(router: RouterHarness) -> None:
+    received = dossier_received(LAND_TRANSFER)
+    emitted = await router.feed(received)
+    first = requests(emitted)
+    assert list(first) == ["check_dossier"] and first["check_dossier"].data.agency == "land"
+    assert of_type(emitted, DossierStatusChanged)[0].data.status is NationalStatus.IN_PROGRESS
+
+    slip = {"cadastral_slip_no": "PCT-1", "assessed_value_vnd": 3_500_000_000}
+    emitted = await router.feed(outcome_for(first["check_dossier"], "completed", result=slip))
+    tax = requests(emitted)["assess_obligations"]
+    assert tax.data.agency == "tax" and tax.data.inputs == {"check_dossier": slip}
+
+    notice = {"notice_no": "TB-9", "total_vnd": 87_500_000}
+    emitted = await router.feed(outcome_for(tax, "waiting_on_citizen", reason="thuế chưa nộp", result=notice))
+    paused = of_type(emitted, DossierStatusChanged)[0]
+    assert paused.data.status is NationalStatus.PAYMENT_REQUIRED and paused.data.clock_paused
+
+    emitted = await router.feed(outcome_for(tax, "completed", after=timedelta(days=2), result=notice))
+    register = requests(emitted)["register_transfer"]
+    assert register.data.agency == "land" and set(register.data.inputs) == {
+        "check_dossier",
+        "assess_obligations",
+    }
+    assert of_type(emitted, DossierStatusChanged)[-1].data.status is NationalStatus.IN_PROGRESS
+
+    emitted = await router.feed(outcome_for(register, "completed", result={"certificate_no": "GCN-1"}))
+    closed = of_type(emitted, DossierClosed)[0]
+    assert closed.data.result == "completed" and not closed.data.partial and closed.data.on_time
+    state = router.store.load(str(received.dossier_id))
+    assert state is not None and len(state.pauses) == 1 and state.pauses[0].end is not None
+
+
+async def test_parallel_branches_start_together_and_join(router: RouterHarness) -> None:
+    emitted = await router.feed(dossier_received(BIRTH))
+    birth = requests(emitted)["register_birth"]
+    emitted = await router.feed(outcome_for(birth, "completed", result={"so_dang_ky": "KS-1"}))
+    branches = requests(emitted)
+    assert set(branches) == {"register_residence", "issue_health_card"}
+    assert {r.data.agency for r in branches.values()} == {"residence", "social_insurance"}
+
+    emitted = await router.feed(outcome_for(branches["register_residence"], "completed"))
+    assert of_type(emitted, DossierClosed) == [], "the join waits for the other branch"
+    emitted = await router.feed(
+        outcome_for(branches["issue_health_card"], "completed", after=timedelta(hours=1))
+    )
+    closed = of_type(emitted, DossierClosed)
+    assert len(closed) == 1 and not closed[0].data.partial
+
+
+async def test_optional_branch_failing_completes_the_dossier_partially(router: RouterHarness) -> None:
+    birth = requests(await router.feed(dossier_received(BIRTH)))["register_birth"]
+    branches = requests(await router.feed(outcome_for(birth, "completed")))
+    await router.feed(
+        outcome_for(
+            branches["issue_health_card"],
+            "dead_lettered",
+            reason="social_insurance down",
+            error_class="transient",
+        )
+    )
+    emitted = await router.feed(outcome_for(branches["register_residence"], "completed"))
+    closed = of_type(emitted, DossierClosed)[0]
+    assert closed.data.result == "completed" and closed.data.partial
+    assert "issue_health_card" in (closed.data.reason or "")
+
+
+async def test_rejection_returns_the_dossier_with_the_agency_reason(router: RouterHarness) -> None:
+    first = requests(await router.feed(dossier_received(LAND_TRANSFER)))["check_dossier"]
+    emitted = await router.feed(outcome_for(first, "rejected", reason="Thửa đất TD-99-999 không tồn tại"))
+    closed = of_type(emitted, DossierClosed)[0]
+    assert closed.data.result == "returned" and closed.data.final_status is NationalStatus.STOPPED
+    assert "TD-99-999 không tồn tại" in (closed.data.reason or "")
+    assert of_type(emitted, HandoffRequested) == []
+
+
+async def test_duplicate_and_stale_outcomes_change_nothing(router: RouterHarness) -> None:
+    first = requests(await router.feed(dossier_received(MARRIAGE)))["register_marriage"]
+    done = outcome_for(first, "completed")
+    assert of_type(await router.feed(done), DossierClosed)
+    assert await router.feed(done) == []  # the same event again
+    late_copy = outcome_for(first, "completed", after=timedelta(hours=3))  # a redelivered agency answer
+    assert await router.feed(late_copy) == []
+
+
+async def test_restart_in_the_middle_of_a_route_resumes_where_it_stopped(router: RouterHarness) -> None:
+    received = dossier_received(LAND_TRANSFER)
+    first = requests(await router.feed(received))["check_dossier"]
+    tax = requests(await router.feed(outcome_for(first, "completed")))["assess_obligations"]
+
+    router.restart()  # a new process on the same store
+
+    assert await router.feed(received) == [], "a redelivered DossierReceived does not start the route again"
+    emitted = await router.feed(outcome_for(tax, "completed"))
+    assert list(requests(emitted)) == ["register_transfer"]
+    state = router.store.load(str(received.dossier_id))
+    assert state is not None and set(state.legs) == {
+        "check_dossier",
+        "assess_obligations",
+        "register_transfer",
+    }
+
+
+async def test_outcome_for_unknown_dossier_is_ignored(router: RouterHarness) -> None:
+    other = requests(await RouterHarness(router.path.with_name("other.db")).feed(dossier_received(MARRIAGE)))
+    assert await router.feed(outcome_for(other["register_marriage"], "completed")) == []

@@ -1,0 +1,215 @@
+"""Value types: what a clerk may type, and what is refused with a message naming the problem."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from schemas.status import ClockEffect, NationalStatus
+from schemas.values import (
+    PERSONAL_FIELDS,
+    PROVINCE_CODES,
+    CitizenId,
+    DocumentRef,
+    DossierCode,
+    MoneyVND,
+    Person,
+    ProcedureCode,
+    Sex,
+    UtcDatetime,
+    citizen_id_birth_year,
+    citizen_id_sex,
+    make_citizen_id,
+)
+
+citizen_id = TypeAdapter(CitizenId)
+money = TypeAdapter(MoneyVND)
+
+
+def _person(**changes: Any) -> dict[str, Any]:
+    person: dict[str, Any] = {
+        "citizen_id": "001085012345",
+        "full_name": "Nguyễn Văn An",
+        "date_of_birth": "1985-03-14",
+        "sex": "male",
+    }
+    person.update(changes)
+    return person
+
+
+def _person_from_json(**changes: Any) -> Person:
+    return Person.model_validate_json(TypeAdapter(dict[str, Any]).dump_json(_person(**changes)))
+
+
+def test_there_are_63_provinces_from_ha_noi_to_ca_mau() -> None:
+    assert len(PROVINCE_CODES) == 63
+    assert PROVINCE_CODES["001"] == "Hà Nội"
+    assert PROVINCE_CODES["079"] == "Hồ Chí Minh"
+    assert PROVINCE_CODES["096"] == "Cà Mau"
+
+
+def test_valid_citizen_id() -> None:
+    assert citizen_id.validate_python("079190123456") == "079190123456"
+
+
+@pytest.mark.parametrize(
+    ("case", "value", "message"),
+    [
+        ("citizen_id_too_short", "07919012345", "exactly 12 digits"),
+        ("citizen_id_with_letters", "07919012345A", "exactly 12 digits"),
+        ("citizen_id_with_unknown_province", "003190123456", "unknown province code '003'"),
+        ("citizen_id_with_province_beyond_ca_mau", "097190123456", "unknown province code '097'"),
+    ],
+)
+def test_invalid_citizen_id(case: str, value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        citizen_id.validate_python(value)
+
+
+def test_citizen_id_must_be_a_string_not_a_number() -> None:
+    with pytest.raises(ValidationError):
+        citizen_id.validate_python(79190123456, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "year", "sex"),
+    [
+        ("001085012345", 1985, Sex.MALE),
+        ("079190123456", 1990, Sex.FEMALE),
+        ("001224000001", 2024, Sex.MALE),
+        ("001324000001", 2024, Sex.FEMALE),
+    ],
+)
+def test_citizen_id_encodes_century_sex_and_year(value: str, year: int, sex: Sex) -> None:
+    assert citizen_id_birth_year(value) == year
+    assert citizen_id_sex(value) is sex
+
+
+def test_make_citizen_id_round_trips_through_person() -> None:
+    born = date(2003, 7, 1)
+    cid = make_citizen_id("048", born, Sex.FEMALE, 42)
+    assert cid == "048303000042"
+    person = Person(citizen_id=cid, full_name="Lê Thu", date_of_birth=born, sex=Sex.FEMALE)
+    assert person.citizen_id == cid
+
+
+def test_person_trims_the_name() -> None:
+    assert _person_from_json(full_name="  Nguyễn Văn An ").full_name == "Nguyễn Văn An"
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "message"),
+    [
+        ("person_with_blank_name", {"full_name": "   "}, "full_name"),
+        ("person_with_name_over_100_chars", {"full_name": "A" * 101}, "full_name"),
+        ("person_born_in_another_year_than_the_id_says", {"date_of_birth": "1986-03-14"}, "birth year 1985"),
+        ("person_whose_sex_disagrees_with_the_id", {"sex": "female"}, "encodes sex male"),
+        ("person_with_unknown_field", {"nickname": "An"}, "nickname"),
+        ("person_without_date_of_birth", {"date_of_birth": None}, "date_of_birth"),
+    ],
+)
+def test_invalid_person(case: str, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _person_from_json(**changes)
+
+
+def test_personal_fields_are_marked_in_json_schema() -> None:
+    assert {"citizen_id", "full_name", "date_of_birth", "address"} <= PERSONAL_FIELDS
+    assert "sex" not in PERSONAL_FIELDS
+    properties = Person.model_json_schema()["properties"]
+    assert properties["citizen_id"]["x-personal"] is True
+    assert "x-personal" not in properties["sex"]
+
+
+@pytest.mark.parametrize("value", [0, 3_500_000_000])
+def test_money_accepts_whole_dong(value: int) -> None:
+    assert money.validate_json(str(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("case", "raw"),
+    [
+        ("money_negative", "-1"),
+        ("money_with_fraction", "1000.5"),
+        ("money_as_float_even_if_whole", "1000.0"),
+        ("money_as_bool", "true"),
+        ("money_as_string", '"1000"'),
+        ("money_beyond_json_safe_range", str(10**16)),
+    ],
+)
+def test_invalid_money(case: str, raw: str) -> None:
+    with pytest.raises(ValidationError):
+        money.validate_json(raw)
+
+
+def test_procedure_and_dossier_codes() -> None:
+    TypeAdapter(ProcedureCode).validate_python("1.007073")
+    TypeAdapter(DossierCode).validate_python("LT-240916-000042")
+    for bad in ("1.00707", "10.007073", "1-007073"):
+        with pytest.raises(ValidationError):
+            TypeAdapter(ProcedureCode).validate_python(bad)
+    for bad in ("LT-24091-000042", "XX-240916-000042", "LT-240916-42"):
+        with pytest.raises(ValidationError):
+            TypeAdapter(DossierCode).validate_python(bad)
+
+
+_SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+_DOC: dict[str, object] = {
+    "name": "hop-dong.pdf",
+    "media_type": "application/pdf",
+    "sha256": _SHA,
+    "size_bytes": 1000,
+}
+
+
+def test_document_ref_valid() -> None:
+    assert DocumentRef.model_validate(_DOC).size_bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "field"),
+    [
+        ("document_of_unaccepted_media_type", {"media_type": "application/zip"}, "media_type"),
+        ("document_with_uppercase_sha256", {"sha256": _SHA.upper()}, "sha256"),
+        ("document_with_short_sha256", {"sha256": "abc"}, "sha256"),
+        ("document_empty", {"size_bytes": 0}, "size_bytes"),
+        ("document_over_50_mib", {"size_bytes": 50 * 1024 * 1024 + 1}, "size_bytes"),
+        ("document_with_content_inline", {"content": "JVBERi0"}, "content"),
+    ],
+)
+def test_invalid_document_ref(case: str, changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DocumentRef.model_validate({**_DOC, **changes})
+    assert {e["loc"][0] for e in caught.value.errors()} == {field}
+
+
+class _Stamped(BaseModel):
+    model_config = ConfigDict(strict=True)
+    at: UtcDatetime
+
+
+def test_aware_datetimes_are_normalised_to_utc() -> None:
+    hanoi = timezone(timedelta(hours=7))
+    stamped = _Stamped(at=datetime(2024, 9, 16, 9, 0, tzinfo=hanoi))
+    assert stamped.at == datetime(2024, 9, 16, 2, 0, tzinfo=UTC)
+    assert stamped.at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValidationError, match="UTC offset"):
+        _Stamped(at=datetime(2024, 9, 16, 9, 0))
+    with pytest.raises(ValidationError, match="UTC offset"):
+        _Stamped.model_validate_json('{"at": "2024-09-16T09:00:00"}')
+
+
+def test_national_status_codes_and_clock() -> None:
+    assert [s.value for s in NationalStatus] == list(range(1, 11))
+    assert NationalStatus(6).vi == "Yêu cầu thực hiện nghĩa vụ tài chính"
+    assert NationalStatus(2).en == "Accepted at the desk"
+    assert {s for s in NationalStatus if s.is_final} == {3, 7, 10}
+    assert {s for s in NationalStatus if s.pauses_clock} == {5, 6, 8}
+    assert NationalStatus.SUBMITTED_ONLINE.clock_effect is ClockEffect.NOT_STARTED
+    assert NationalStatus.PROCESSED.clock_effect is ClockEffect.STOPPED
