@@ -135,7 +135,9 @@ def all_topics(prefix: str = "") -> list[TopicSpec]:
         _flow(received, "Dossiers accepted by intake (DossierReceived)."),
         _dlq(received),
         _flow(prefix + DOSSIER_STATUS, "National status changes (DossierStatusChanged)."),
+        _dlq(prefix + DOSSIER_STATUS),
         _flow(prefix + DOSSIER_CLOSED, "Closed dossiers (DossierClosed)."),
+        _dlq(prefix + DOSSIER_CLOSED),
         _flow(outcome, "Outcomes of handoffs, from connectors to the router (HandoffOutcome)."),
         _dlq(outcome),
     ]

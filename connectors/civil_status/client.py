@@ -16,8 +16,9 @@ from typing import Any, Literal, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.errors import AgencyProtocolError, AgencyRejected
+from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "civil_status"
 DATE_FORMAT = "%d/%m/%Y"
@@ -193,6 +194,8 @@ class CivilStatusClient:
             code, message = str(data.get("ma_loi", "")), str(data.get("mo_ta", message))
         except AgencyProtocolError:
             pass
+        if code == KEY_IN_PROGRESS:  # the same request is still running there: try again later
+            raise AgencyUnavailable(message, agency=AGENCY, status_code=response.status_code)
         if response.status_code == 422 and code and code not in _PROTOCOL_CODES:
             raise AgencyRejected(message, code=code, agency=AGENCY, status_code=422)
         raise AgencyProtocolError(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "land"
 JobStatus = Literal["running", "succeeded", "rejected", "failed"]
@@ -241,6 +242,13 @@ class LandClient:
         return self._http.model(Job, self._http.json(response), response)
 
     def _raise_for_client_error(self, response: httpx.Response) -> None:
+        if response.status_code == 409 and KEY_IN_PROGRESS.encode() in response.content:
+            # the same request is still running at the office: try again later
+            raise AgencyUnavailable(
+                f"{response.request.method} {response.request.url.path}: {KEY_IN_PROGRESS}",
+                agency=AGENCY,
+                status_code=409,
+            )
         if response.status_code >= 400:
             raise AgencyProtocolError(
                 f"{response.request.method} {response.request.url.path} answered {response.status_code}: "

@@ -24,8 +24,9 @@ import httpx
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.errors import AgencyProtocolError, AgencyRejected
+from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "tax"
 XML = "application/xml"
@@ -313,6 +314,8 @@ class TaxClient:
             code, message = r.opt("Ma") or "", r.opt("MoTa") or message
         except AgencyProtocolError:
             pass
+        if code == KEY_IN_PROGRESS:  # the same request is still running there: try again later
+            raise AgencyUnavailable(message, agency=AGENCY, status_code=response.status_code)
         if response.status_code in rejections and code and code not in _PROTOCOL_CODES:
             raise AgencyRejected(message, code=code, agency=AGENCY, status_code=response.status_code)
         raise AgencyProtocolError(

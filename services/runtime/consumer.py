@@ -55,12 +55,16 @@ class EventConsumer:
         group_id: str,
         accepts: Sequence[type[Event]],
         failure_backoff_s: float = 1.0,
+        observes: Sequence[str] = (),
     ) -> None:
+        """``observes``: topics this consumer only watches. Their owner dead-letters their poison,
+        so here it is logged and skipped, never dead-lettered a second time."""
         self.store = store
         self.relay = relay
         self.group_id = group_id
         self.accepts = tuple(accepts)
         self.failure_backoff_s = failure_backoff_s
+        self.observes = frozenset(observes)
 
     def subscribe(
         self, broker: KafkaBroker, topics: Sequence[str], handler: Handler, *, description: str
@@ -91,10 +95,14 @@ class EventConsumer:
         try:
             event = self.parse(record)
         except EventContractError as error:
+            owned = record.topic not in self.observes
             log.warning(
-                "poison record dead-lettered",
+                "poison record %s",
+                "dead-lettered" if owned else "skipped (its owner dead-letters it)",
                 extra={"topic": record.topic, "offset": record.offset, "error": str(error)[:200]},
             )
+            if not owned:
+                return
             self.store.commit(None, [dead_letter(record, Failure("poison", error))])
             self.relay.wake()
             return

@@ -6,6 +6,7 @@ Producers are durable by default here (aiokafka's own defaults are ``acks=1`` an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
@@ -28,7 +29,10 @@ def make_broker(
         "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
         "middlewares": tuple(middlewares),
-        "logger": None,
+        # FastStream logs every message at `log_level`: DEBUG keeps them out of production logs while
+        # its errors (a handler that raised, a decoder that failed) are still logged.
+        "logger": logging.getLogger("faststream"),
+        "log_level": logging.DEBUG,
     }
     options.update(overrides)
     return KafkaBroker(settings.bootstrap_servers, **options)

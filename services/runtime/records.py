@@ -19,7 +19,7 @@ def event_record(event: Event, topic: str) -> OutgoingRecord:
     )
 
 
-async def raw_body(message: StreamMessage[object], *_: object) -> bytes:
+async def raw_body(message: StreamMessage[object]) -> bytes:
     """A FastStream decoder that hands the handler the record's bytes: parsing is the runtime's job,
     so that a record that does not parse becomes a dead letter instead of an exception in FastStream."""
     return message.body

@@ -10,4 +10,5 @@ from fastapi import FastAPI
 
 def serve(app: FastAPI, host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agency call is too much
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")

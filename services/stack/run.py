@@ -62,17 +62,19 @@ def _check_ports(ports: StackPorts) -> None:
 
 
 def summary_line(stats: dict[str, Any], started: float) -> str:
-    totals = stats.get("totals", {})
-    by_agency = stats.get("by_agency", {})
+    """One line of the live terminal summary, from the tracker's ``GET /stats``."""
+    totals = stats["totals"]
+    by_status = {row["code"]: row["count"] for row in stats["by_status"]}
     agencies = "  ".join(
-        f"{name}: {row.get('completed', 0)}✓ {row.get('open', 0)}… {row.get('stuck', 0)}✗"
-        for name, row in sorted(by_agency.items())
+        f"{row['agency']} {row['completed']}✓ {row['open']}… {row['stuck']}✗"
+        for row in stats["by_agency"]
+        if row["completed"] or row["open"] or row["stuck"]
     )
     return (
-        f"[{time.monotonic() - started:6.0f}s] dossiers {totals.get('dossiers', 0)} | in progress "
-        f"{totals.get('in_progress', 0)} | paying {totals.get('paused', 0)} | completed "
-        f"{totals.get('completed', 0)} | returned {totals.get('returned', 0)} | stuck {totals.get('stuck', 0)}"
-        f" | overdue {totals.get('overdue', 0)}   {agencies}"
+        f"[{time.monotonic() - started:5.0f}s] dossiers {totals['dossiers']}: "
+        f"{totals['in_progress']} in progress ({totals['paused']} waiting for payment), "
+        f"{by_status.get(9, 0)} completed, {by_status.get(8, 0)} returned, {totals['stuck_dossiers']} stuck, "
+        f"{totals['overdue']} overdue | {agencies}"
     )
 
 

@@ -97,7 +97,7 @@ class Traffic:
         )
         answer.raise_for_status()
         paid = 0
-        for summary in answer.json()["dossiers"]:
+        for summary in answer.json()["items"]:
             detail = (await self.http.get(f"{self.tracker_url}/dossiers/{summary['dossier_id']}")).json()
             for leg in detail["legs"]:
                 notice_no = leg.get("agency_reference")

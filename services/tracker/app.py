@@ -1,0 +1,78 @@
+"""The tracker service: projects every topic of the bus and serves the supervision API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from schemas.agencies import Agency
+from schemas.catalog import load_catalog
+from schemas.events import (
+    DossierClosed,
+    DossierReceived,
+    DossierStatusChanged,
+    HandoffOutcome,
+    HandoffRequested,
+)
+from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
+from schemas.workdays import default_calendar
+from services.runtime.consumer import EventConsumer
+from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.outbox import OutboxRelay
+from services.runtime.service import build_service_app
+from services.runtime.settings import ServiceSettings
+from services.tracker import projection
+from services.tracker.api import build_api
+from services.tracker.store import SqliteTrackerStore
+from services.tracker.views import Clock, utc_now
+
+
+class TrackerSettings(ServiceSettings):
+    port: int = Field(default=8002)
+
+
+def tracker_topics(prefix: str = "") -> list[str]:
+    """Every topic the tracker reads: the dossier topics, the outcomes and every agency's requests."""
+    topics = [prefix + t for t in (DOSSIER_RECEIVED, DOSSIER_STATUS, DOSSIER_CLOSED, HANDOFF_OUTCOME)]
+    return topics + [requests_topic(agency, prefix) for agency in Agency]
+
+
+def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) -> FastAPI:
+    settings = settings or TrackerSettings()
+    store = SqliteTrackerStore(settings.data_dir / "tracker.db")
+    catalog = load_catalog(settings.catalog_path)
+    broker = make_broker(settings, client_id="tracker")
+    # The tracker emits nothing of its own; the relay carries the runtime's dead letters of poison.
+    relay = OutboxRelay(store.outbox, kafka_sender(broker))
+    consumer = EventConsumer(
+        store=store,
+        relay=relay,
+        group_id=f"{settings.topic_prefix}tracker",
+        accepts=(DossierReceived, DossierStatusChanged, DossierClosed, HandoffRequested, HandoffOutcome),
+        # The router and the connectors own these topics and dead-letter their poison.
+        observes=[settings.topic_prefix + t for t in (DOSSIER_RECEIVED, HANDOFF_OUTCOME)]
+        + [requests_topic(agency, settings.topic_prefix) for agency in Agency],
+    )
+    consumer.subscribe(
+        broker,
+        tracker_topics(settings.topic_prefix),
+        projection.on_event,
+        description="Every dossier event, handoff request and outcome, projected for supervision.",
+    )
+    app = build_service_app(
+        "tracker",
+        broker,
+        description="The supervision view: timelines, holders, deadlines, stuck legs and statistics.",
+        loops=[relay.run],
+    )
+    app.include_router(build_api(store, catalog, now, calendar=default_calendar()))
+
+    @app.get("/ready", tags=["operations"])
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: 200 once the broker is started, 503 before (and while stopping)."""
+        if getattr(request.app.state, "ready", False):
+            return JSONResponse({"status": "ready", "service": "tracker"})
+        return JSONResponse({"status": "starting", "service": "tracker"}, status_code=503)
+
+    return app

@@ -1,0 +1,108 @@
+"""The tracker's projection tables, next to the runtime's processed events and outbox.
+
+The tracker keeps no personal data: no names, no addresses, no forms; the applicant's citizen id is
+stored masked to its last three digits. Every instant is stored as UTC text of one fixed shape
+(:func:`to_text`), so that SQL compares instants by comparing strings.
+
+Columns are nullable wherever an event may arrive before the one that fills them: a status change,
+an outcome or a request can come before the ``DossierReceived`` they follow (they travel on other
+topics), and the projection fills the gaps in as the other events arrive.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.runtime.store import SqliteProcessingStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dossiers (
+    dossier_id TEXT PRIMARY KEY,
+    dossier_code TEXT,
+    procedure_code TEXT,
+    applicant TEXT,                 -- citizen id masked to its last 3 digits
+    channel TEXT,
+    received_at TEXT,               -- NULL until DossierReceived is seen
+    clock_starts_at TEXT,
+    due_at TEXT,                    -- the statutory due date printed on the receipt
+    status INTEGER,
+    status_at TEXT,                 -- when the current status was set (newer events win)
+    holder TEXT,
+    status_reason TEXT,
+    closed INTEGER NOT NULL DEFAULT 0,
+    closed_at TEXT,
+    result TEXT,
+    partial INTEGER,
+    on_time INTEGER,
+    reason TEXT,
+    first_seen_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dossiers_status ON dossiers (status);
+CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers (procedure_code);
+
+CREATE TABLE IF NOT EXISTS legs (
+    handoff_id TEXT PRIMARY KEY,
+    dossier_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    agency TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,            -- requested / waiting_on_citizen / completed / rejected / dead_lettered
+    state_at TEXT,                  -- time of the outcome that set the state; NULL while only requested
+    requested_at TEXT,
+    leg_due_at TEXT,
+    settled_at TEXT,
+    reason TEXT,
+    agency_reference TEXT,
+    error_class TEXT
+);
+CREATE INDEX IF NOT EXISTS legs_dossier ON legs (dossier_id);
+CREATE INDEX IF NOT EXISTS legs_agency_state ON legs (agency, state);
+
+-- Every status change, as a clock mark: pauses are derived from all of them sorted by time, so
+-- marks arriving out of order or twice give the same pauses.
+CREATE TABLE IF NOT EXISTS clock_marks (
+    event_id TEXT PRIMARY KEY,
+    dossier_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    paused INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clock_marks_dossier ON clock_marks (dossier_id);
+
+CREATE TABLE IF NOT EXISTS pauses (
+    dossier_id TEXT NOT NULL,
+    start TEXT NOT NULL,
+    "end" TEXT,
+    PRIMARY KEY (dossier_id, start)
+);
+
+CREATE TABLE IF NOT EXISTS timeline (
+    event_id TEXT PRIMARY KEY,
+    dossier_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    producer TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timeline_dossier ON timeline (dossier_id, occurred_at);
+"""
+
+
+def to_text(moment: datetime) -> str:
+    """An aware instant as sortable UTC text (always with microseconds, so strings compare as times)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_text(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def maybe_from_text(text: str | None) -> datetime | None:
+    return None if text is None else from_text(text)
+
+
+class SqliteTrackerStore(SqliteProcessingStore):
+    """The tracker's SQLite database: projection tables, processed event ids and the outbox."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, SCHEMA)

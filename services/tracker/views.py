@@ -1,0 +1,545 @@
+"""The supervision views: one dossier, lists with filters, and the center's statistics.
+
+Everything time-dependent is computed at read time from the projection, the procedure catalog and the
+working calendar, "as of" an injected clock (``now``), so that overdue and the apology slip are
+tested deterministically. A dossier's clock is frozen once it is closed (at its closing time) or once
+the agencies are done with it (status 9 and the final statuses, at the time that status was set).
+
+Definitions the numbers use:
+
+- a leg is **open** while it is requested, waiting on the citizen or dead-lettered, and its dossier is
+  not closed; it is **stuck** when dead-lettered (an operator must act), whether the dossier is closed
+  or not;
+- a leg's due date is its share of the deadline counted from its request (:class:`DeadlineClock` with
+  the step's ``share_working_days``), extended by the dossier's pauses that fall after the request; a
+  leg is **overdue** when open past its due date, or settled (completed or rejected) after it;
+- a dossier is **overdue** when its clock says so (closed ones: when they did not close on time).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Final, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.agencies import Agency
+from schemas.catalog import Catalog, Procedure
+from schemas.deadlines import DeadlineClock, Pause
+from schemas.status import ClockEffect, NationalStatus
+from schemas.workdays import WorkingCalendar, default_calendar
+from services.tracker.store import from_text, maybe_from_text
+
+Clock = Callable[[], datetime]
+
+LegState = Literal["requested", "waiting_on_citizen", "completed", "rejected", "dead_lettered"]
+OPEN_STATES: Final = frozenset({"requested", "waiting_on_citizen", "dead_lettered"})
+SETTLED_STATES: Final = frozenset({"completed", "rejected"})
+_CLOCK_STOPPED: Final = frozenset({ClockEffect.STOPPED, ClockEffect.FINAL})
+# Events of one instant in the order they happen: an outcome causes the next request, which the
+# status change then reports, and the closing comes last.
+_STORY_ORDER: Final = (
+    "CASE event_type WHEN 'dossier.received' THEN 0 WHEN 'handoff.outcome' THEN 1"
+    " WHEN 'handoff.requested' THEN 2 WHEN 'dossier.status_changed' THEN 3 ELSE 4 END"
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- response models --------------------------------------------------------------------------
+
+
+class StatusView(BaseModel):
+    code: int = Field(description="National status code (1-10).")
+    vi: str
+    en: str
+
+    @classmethod
+    def of(cls, status: NationalStatus) -> StatusView:
+        return cls(code=int(status), vi=status.vi, en=status.en)
+
+
+class ProcedureView(BaseModel):
+    code: str
+    name_vi: str | None = Field(description="Null when the procedure is not in this tracker's catalog.")
+    name_en: str | None
+
+
+class LegView(BaseModel):
+    handoff_id: str
+    step_id: str
+    agency: str
+    action: str
+    state: LegState
+    stuck: bool = Field(description="Dead-lettered: an operator must replay or resolve it.")
+    requested_at: datetime | None = Field(description="Null while only the leg's outcome has been seen.")
+    due_at: datetime | None = Field(
+        description="The agency's share, extended by the pauses since the request."
+    )
+    requested_due_at: datetime | None = Field(description="The leg's due date as the router requested it.")
+    settled_at: datetime | None
+    overdue: bool
+    reason: str | None
+    agency_reference: str | None
+    error_class: str | None
+
+
+class PauseView(BaseModel):
+    start: datetime
+    end: datetime | None = Field(description="Null while the clock is still paused.")
+
+
+class TimelineEntry(BaseModel):
+    event_id: str
+    event_type: str = Field(description="Event type without the vn.lienthong. prefix.")
+    occurred_at: datetime
+    producer: str
+    summary: str
+
+
+class DossierSummary(BaseModel):
+    dossier_id: str
+    dossier_code: str | None
+    procedure: ProcedureView | None
+    status: StatusView | None = Field(description="Null while no status-bearing event has been seen.")
+    holder: str | None = Field(description="Agency holding the dossier now; null at the desk.")
+    applicant: str | None = Field(description="Citizen id masked to its last 3 digits.")
+    received_at: datetime | None
+    due_at: datetime | None = Field(description="Statutory due instant, extended by the pauses.")
+    due_on: date | None = Field(description="The local day of the due date.")
+    remaining_working_days: float | None = Field(description="Negative once overdue; 2 decimals.")
+    overdue: bool
+    paused: bool
+    apology_due: bool = Field(description="The apology and new-date slip must be issued now.")
+    apology_day: date | None = Field(description="The working day before the due date.")
+    open_legs: int
+    stuck: bool = Field(description="A leg is dead-lettered.")
+    closed: bool
+    result: str | None
+    partial: bool | None
+    on_time: bool | None
+    reason: str | None
+
+
+class DossierDetail(DossierSummary):
+    channel: str | None
+    clock_starts_at: datetime | None
+    receipt_due_at: datetime | None = Field(description="The due date printed on the appointment receipt.")
+    closed_at: datetime | None
+    legs: list[LegView]
+    pauses: list[PauseView]
+    timeline: list[TimelineEntry]
+
+
+class DossierPage(BaseModel):
+    total: int = Field(description="Dossiers matching the filters (before limit and offset).")
+    limit: int
+    offset: int
+    items: list[DossierSummary]
+
+
+class StatusCount(BaseModel):
+    code: int
+    vi: str
+    en: str
+    count: int
+
+
+class AgencyStats(BaseModel):
+    agency: str
+    open: int = Field(description="Legs requested, waiting on the citizen or stuck, of dossiers not closed.")
+    waiting_on_citizen: int
+    completed: int
+    rejected: int
+    stuck: int = Field(description="Dead-lettered legs.")
+    overdue: int = Field(description="Open legs past their due date.")
+    completed_late: int = Field(description="Legs completed after their due date.")
+    on_time_ratio: float | None = Field(
+        description="Completed on time / completed; null when none completed."
+    )
+
+
+class ProcedureStats(BaseModel):
+    code: str
+    name_vi: str | None
+    name_en: str | None
+    in_progress: int
+    closed: int
+    on_time: int
+    on_time_ratio: float | None = Field(description="Closed on time / closed; null when none closed.")
+    overdue: int = Field(description="Dossiers in progress past their due date.")
+
+
+class Totals(BaseModel):
+    dossiers: int
+    in_progress: int
+    closed: int
+    on_time: int
+    on_time_ratio: float | None
+    overdue: int
+    apology_due: int
+    paused: int
+    stuck_legs: int
+    stuck_dossiers: int
+    unknown_status: int = Field(description="Dossiers seen only through events that carry no status yet.")
+
+
+class Stats(BaseModel):
+    as_of: datetime
+    totals: Totals
+    by_status: list[StatusCount]
+    by_agency: list[AgencyStats]
+    by_procedure: list[ProcedureStats]
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Leg:
+    view: LegView
+    open: bool
+
+
+@dataclass
+class _Dossier:
+    detail: DossierDetail
+    legs: list[_Leg] = field(default_factory=list)
+
+    @property
+    def summary(self) -> DossierSummary:
+        return DossierSummary.model_validate(self.detail.model_dump(include=set(DossierSummary.model_fields)))
+
+
+class TrackerViews:
+    """Reads the projection and answers the supervision questions as of ``now()``."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        catalog: Catalog,
+        *,
+        calendar: WorkingCalendar | None = None,
+        now: Clock = utc_now,
+    ) -> None:
+        self.conn = conn
+        self.catalog = catalog
+        self.calendar = calendar or default_calendar()
+        self.now = now
+        self._procedures = {p.code: p for p in catalog.procedures}
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def dossier(self, key: str) -> DossierDetail | None:
+        """One dossier by its id or its receipt code; None if the tracker has not seen it."""
+        row = self.conn.execute(
+            "SELECT dossier_id FROM dossiers WHERE dossier_id = ? OR dossier_code = ? LIMIT 1", (key, key)
+        ).fetchone()
+        if row is None:
+            return None
+        dossier_id = str(row["dossier_id"])
+        (found,) = self._load("WHERE dossier_id = ?", (dossier_id,), now=self.now())
+        timeline = self.conn.execute(
+            "SELECT event_id, event_type, occurred_at, producer, summary FROM timeline"
+            " WHERE dossier_id = ? ORDER BY occurred_at, " + _STORY_ORDER + ", event_id",
+            (dossier_id,),
+        ).fetchall()
+        found.detail.timeline = [
+            TimelineEntry(
+                event_id=t["event_id"],
+                event_type=t["event_type"],
+                occurred_at=from_text(t["occurred_at"]),
+                producer=t["producer"],
+                summary=t["summary"],
+            )
+            for t in timeline
+        ]
+        return found.detail
+
+    def dossiers(
+        self,
+        *,
+        status: int | None = None,
+        agency: str | None = None,
+        procedure: str | None = None,
+        overdue: bool | None = None,
+        stuck: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> DossierPage:
+        """Dossiers matching every filter given, most urgent first (open ones by due date)."""
+        where: list[str] = []
+        params: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if procedure is not None:
+            where.append("procedure_code = ?")
+            params.append(procedure)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        found = self._load(clause, tuple(params), now=self.now())
+        if agency is not None:
+            found = [d for d in found if any(leg.open and leg.view.agency == agency for leg in d.legs)]
+        if overdue is not None:
+            found = [d for d in found if d.detail.overdue is overdue]
+        if stuck is not None:
+            found = [d for d in found if d.detail.stuck is stuck]
+        found.sort(key=_urgency)
+        page = found[offset : offset + limit]
+        return DossierPage(total=len(found), limit=limit, offset=offset, items=[d.summary for d in page])
+
+    def stats(self) -> Stats:
+        """Counts by status, agency and procedure, and overall totals."""
+        now = self.now()
+        found = self._load("", (), now=now)
+        by_status = dict.fromkeys(NationalStatus, 0)
+        agencies: dict[str, dict[str, int]] = {a.value: defaultdict(int) for a in Agency}
+        procedures: dict[str, dict[str, int]] = {code: defaultdict(int) for code in self._procedures}
+        totals: dict[str, int] = defaultdict(int)
+        for dossier in found:
+            d = dossier.detail
+            totals["dossiers"] += 1
+            if d.status is None:
+                totals["unknown_status"] += 1
+            else:
+                by_status[NationalStatus(d.status.code)] += 1
+            in_progress = not d.closed
+            totals["in_progress" if in_progress else "closed"] += 1
+            totals["on_time"] += bool(d.closed and d.on_time)
+            totals["overdue"] += in_progress and d.overdue
+            totals["apology_due"] += d.apology_due
+            totals["paused"] += in_progress and d.paused
+            totals["stuck_dossiers"] += d.stuck
+            if d.procedure is not None:
+                counts = procedures.setdefault(d.procedure.code, defaultdict(int))
+                counts["in_progress" if in_progress else "closed"] += 1
+                counts["on_time"] += bool(d.closed and d.on_time)
+                counts["overdue"] += in_progress and d.overdue
+            for leg in dossier.legs:
+                v = leg.view
+                counts = agencies.setdefault(v.agency, defaultdict(int))
+                counts["open"] += leg.open
+                counts["waiting_on_citizen"] += leg.open and v.state == "waiting_on_citizen"
+                counts["stuck"] += v.stuck
+                counts["overdue"] += leg.open and v.overdue
+                if v.state == "completed":
+                    counts["completed"] += 1
+                    counts["completed_late"] += v.overdue
+                elif v.state == "rejected":
+                    counts["rejected"] += 1
+                totals["stuck_legs"] += v.stuck
+        return Stats(
+            as_of=now,
+            totals=Totals(
+                dossiers=totals["dossiers"],
+                in_progress=totals["in_progress"],
+                closed=totals["closed"],
+                on_time=totals["on_time"],
+                on_time_ratio=_ratio(totals["on_time"], totals["closed"]),
+                overdue=totals["overdue"],
+                apology_due=totals["apology_due"],
+                paused=totals["paused"],
+                stuck_legs=totals["stuck_legs"],
+                stuck_dossiers=totals["stuck_dossiers"],
+                unknown_status=totals["unknown_status"],
+            ),
+            by_status=[StatusCount(code=int(s), vi=s.vi, en=s.en, count=n) for s, n in by_status.items()],
+            by_agency=[
+                AgencyStats(
+                    agency=agency,
+                    open=c["open"],
+                    waiting_on_citizen=c["waiting_on_citizen"],
+                    completed=c["completed"],
+                    rejected=c["rejected"],
+                    stuck=c["stuck"],
+                    overdue=c["overdue"],
+                    completed_late=c["completed_late"],
+                    on_time_ratio=_ratio(c["completed"] - c["completed_late"], c["completed"]),
+                )
+                for agency, c in agencies.items()
+            ],
+            by_procedure=[
+                ProcedureStats(
+                    code=code,
+                    name_vi=self._procedures[code].name_vi if code in self._procedures else None,
+                    name_en=self._procedures[code].name_en if code in self._procedures else None,
+                    in_progress=c["in_progress"],
+                    closed=c["closed"],
+                    on_time=c["on_time"],
+                    on_time_ratio=_ratio(c["on_time"], c["closed"]),
+                    overdue=c["overdue"],
+                )
+                for code, c in procedures.items()
+            ],
+        )
+
+    # -- loading and evaluating -----------------------------------------------------------------
+
+    def _load(self, clause: str, params: tuple[object, ...], *, now: datetime) -> list[_Dossier]:
+        rows = self.conn.execute(f"SELECT * FROM dossiers {clause}", params).fetchall()
+        if not rows:
+            return []
+        ids = [str(r["dossier_id"]) for r in rows]
+        legs = _grouped(self._rows_for("legs", ids, "ORDER BY requested_at IS NULL, requested_at, step_id"))
+        pauses = _grouped(self._rows_for("pauses", ids, "ORDER BY start"))
+        return [
+            self._evaluate(row, legs.get(id_, []), pauses.get(id_, []), now)
+            for row, id_ in zip(rows, ids, strict=True)
+        ]
+
+    def _rows_for(self, table: str, ids: list[str], order: str) -> list[sqlite3.Row]:
+        if len(ids) == 1:
+            return self.conn.execute(f"SELECT * FROM {table} WHERE dossier_id = ? {order}", ids).fetchall()
+        return self.conn.execute(f"SELECT * FROM {table} {order}").fetchall()
+
+    def _evaluate(
+        self, row: sqlite3.Row, leg_rows: list[sqlite3.Row], pause_rows: list[sqlite3.Row], now: datetime
+    ) -> _Dossier:
+        code = row["procedure_code"]
+        procedure = self._procedures.get(code) if code is not None else None
+        status = NationalStatus(row["status"]) if row["status"] is not None else None
+        closed = bool(row["closed"])
+        closed_at = maybe_from_text(row["closed_at"])
+        received_at = maybe_from_text(row["received_at"])
+        receipt_due = maybe_from_text(row["due_at"])
+        pauses = tuple(Pause(from_text(p["start"]), maybe_from_text(p["end"])) for p in pause_rows)
+
+        # The instant the dossier's clock is read at: frozen once closed or done with the agencies.
+        as_of = now
+        live = not closed
+        if closed and closed_at is not None:
+            as_of = closed_at
+        elif status is not None and status.clock_effect in _CLOCK_STOPPED and row["status_at"] is not None:
+            as_of, live = from_text(row["status_at"]), False
+
+        due_at: datetime | None = receipt_due
+        remaining: float | None = None
+        apology_day: date | None = None
+        overdue = receipt_due is not None and as_of > receipt_due
+        paused = any(p.start <= as_of and (p.end is None or as_of < p.end) for p in pauses)
+        apology_due = False
+        if received_at is not None and procedure is not None:
+            clock = DeadlineClock(received_at, procedure.deadline_working_days, pauses, self.calendar)
+            due_at = clock.due(as_of).at.astimezone(UTC)
+            remaining = round(clock.remaining_working_days(as_of), 2)
+            overdue = clock.is_overdue(as_of)
+            apology_day = clock.apology_due_on(as_of)
+            apology_due = live and clock.is_apology_due(as_of)
+        if closed and row["on_time"] is not None:
+            overdue = not bool(row["on_time"])
+
+        legs = [self._leg(leg, procedure, pauses, as_of, closed) for leg in leg_rows]
+        detail = DossierDetail(
+            dossier_id=row["dossier_id"],
+            dossier_code=row["dossier_code"],
+            procedure=(
+                ProcedureView(
+                    code=code,
+                    name_vi=procedure.name_vi if procedure else None,
+                    name_en=procedure.name_en if procedure else None,
+                )
+                if code is not None
+                else None
+            ),
+            status=StatusView.of(status) if status is not None else None,
+            holder=row["holder"],
+            applicant=row["applicant"],
+            received_at=received_at,
+            due_at=due_at,
+            due_on=self.calendar.local(due_at).date() if due_at is not None else None,
+            remaining_working_days=remaining,
+            overdue=overdue,
+            paused=paused,
+            apology_due=apology_due,
+            apology_day=apology_day,
+            open_legs=sum(leg.open for leg in legs),
+            stuck=any(leg.view.stuck for leg in legs),
+            closed=closed,
+            result=row["result"],
+            partial=_maybe_bool(row["partial"]),
+            on_time=_maybe_bool(row["on_time"]),
+            reason=row["reason"] if closed else row["status_reason"],
+            channel=row["channel"],
+            clock_starts_at=maybe_from_text(row["clock_starts_at"]),
+            receipt_due_at=receipt_due,
+            closed_at=closed_at,
+            legs=[leg.view for leg in legs],
+            pauses=[PauseView(start=p.start, end=p.end) for p in pauses],
+            timeline=[],
+        )
+        return _Dossier(detail=detail, legs=legs)
+
+    def _leg(
+        self,
+        row: sqlite3.Row,
+        procedure: Procedure | None,
+        pauses: tuple[Pause, ...],
+        dossier_as_of: datetime,
+        dossier_closed: bool,
+    ) -> _Leg:
+        state: LegState = row["state"]
+        requested_at = maybe_from_text(row["requested_at"])
+        requested_due = maybe_from_text(row["leg_due_at"])
+        settled_at = maybe_from_text(row["settled_at"])
+        # A completed or rejected leg is judged when it settled; an open one as of the dossier's clock.
+        as_of = settled_at if state in SETTLED_STATES and settled_at is not None else dossier_as_of
+        share = _share(procedure, row["step_id"])
+        due_at = requested_due
+        overdue = requested_due is not None and as_of > requested_due
+        if requested_at is not None and share is not None:
+            clock = DeadlineClock(requested_at, share, pauses, self.calendar)
+            due_at = clock.due(as_of).at.astimezone(UTC)
+            overdue = clock.is_overdue(as_of)
+        view = LegView(
+            handoff_id=row["handoff_id"],
+            step_id=row["step_id"],
+            agency=row["agency"],
+            action=row["action"],
+            state=state,
+            stuck=state == "dead_lettered",
+            requested_at=requested_at,
+            due_at=due_at,
+            requested_due_at=requested_due,
+            settled_at=settled_at,
+            overdue=overdue,
+            reason=row["reason"],
+            agency_reference=row["agency_reference"],
+            error_class=row["error_class"],
+        )
+        return _Leg(view=view, open=state in OPEN_STATES and not dossier_closed)
+
+
+def _share(procedure: Procedure | None, step_id: str) -> int | None:
+    if procedure is None:
+        return None
+    try:
+        return procedure.step(step_id).share_working_days
+    except KeyError:
+        return None
+
+
+def _grouped(rows: Iterable[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
+    grouped: dict[str, list[sqlite3.Row]] = defaultdict(list)
+    for row in rows:
+        grouped[str(row["dossier_id"])].append(row)
+    return grouped
+
+
+def _urgency(dossier: _Dossier) -> tuple[bool, datetime, str]:
+    d = dossier.detail
+    far = datetime.max.replace(tzinfo=UTC)
+    return (d.closed, d.due_at or far, d.dossier_code or d.dossier_id)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _maybe_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
