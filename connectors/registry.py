@@ -20,6 +20,9 @@ BUILTIN_CONNECTORS: Final[dict[Agency, str]] = {
     Agency.LAND: "connectors.land.adapter:LandConnector",
     Agency.TAX: "connectors.tax.adapter:TaxConnector",
     Agency.CIVIL_STATUS: "connectors.civil_status.adapter:CivilStatusConnector",
+    Agency.RESIDENCE: "connectors.residence.adapter:ResidenceConnector",
+    Agency.SOCIAL_INSURANCE: "connectors.social_insurance.adapter:SocialInsuranceConnector",
+    Agency.BUSINESS_REGISTRY: "connectors.business_registry.adapter:BusinessRegistryConnector",
 }
 
 
@@ -36,14 +39,17 @@ def _load(path: str) -> type[Connector]:
 
 
 def connector_class(agency: Agency | str) -> type[Connector]:
-    """The Connector class serving ``agency``: an installed package's first, else the built-in one."""
-    name = Agency(agency).value
+    """The Connector class serving ``agency``: an installed package's first, else the built-in one.
+
+    ``agency`` may be an id ``Agency`` does not know yet: an installed package can serve it.
+    """
+    name = agency.value if isinstance(agency, Agency) else str(agency)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
             return _load(entry.value)
     try:
-        return _load(BUILTIN_CONNECTORS[Agency(agency)])
-    except KeyError:
+        return _load(BUILTIN_CONNECTORS[Agency(name)])
+    except (KeyError, ValueError):
         raise UnknownConnector(f"no connector is installed for agency {name!r}") from None
 
 

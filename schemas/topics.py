@@ -24,6 +24,7 @@ DOSSIER_RECEIVED: Final = "dossier.received"
 DOSSIER_STATUS: Final = "dossier.status"
 DOSSIER_CLOSED: Final = "dossier.closed"
 HANDOFF_OUTCOME: Final = "handoff.outcome"
+DLQ_REPLAYS: Final = "dlq.replays"  # one record per replayed dead letter, keyed by its id
 DLQ_SUFFIX: Final = ".dlq"
 
 MAIN_PARTITIONS: Final = 6
@@ -143,4 +144,13 @@ def all_topics(prefix: str = "") -> list[TopicSpec]:
     ]
     for agency in Agency:
         specs += agency_topics(agency, prefix)
+    specs.append(
+        TopicSpec(
+            name=prefix + DLQ_REPLAYS,
+            partitions=1,
+            retention_ms=-1,
+            cleanup_policy=CleanupPolicy.COMPACT,
+            description="The replay log: which dead letters an operator replayed, when and where to.",
+        )
+    )
     return specs

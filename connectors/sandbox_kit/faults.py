@@ -4,13 +4,15 @@
 current ``FaultSettings``. Per call (``/health`` and ``/_sandbox/*`` are never faulted):
 
 1. wait ``latency_ms``;
-2. while ``down_until`` is in the future, answer 503 "down for maintenance" — or, with
+2. while ``fail_next`` is above zero, answer ``error_status`` and count it down (a blip of
+   exactly N failed calls, e.g. to prove an in-process retry recovers);
+3. while ``down_until`` is in the future, answer 503 "down for maintenance" — or, with
    ``down_mode="drop"``, start the answer and cut the connection (the client sees a
    dropped connection, not a status);
-3. with probability ``failure_rate`` answer ``error_status`` (503 by default; 500/429 too);
-4. with probability ``malformed_rate`` answer 200 with a garbage body (the request is
+4. with probability ``failure_rate`` answer ``error_status`` (503 by default; 500/429 too);
+5. with probability ``malformed_rate`` answer 200 with a garbage body (the request is
    *not* executed: no side effect happens);
-5. otherwise run the request.
+6. otherwise run the request.
 
 Draws come from one ``random.Random(seed)``, so a seeded run is deterministic.
 Settings are given at start (CLI flags or ``SANDBOX_FAULT_*`` environment variables) and
@@ -47,6 +49,9 @@ class FaultSettings(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="share of calls answered error_status"
     )
     error_status: ErrorStatus = 503
+    fail_next: int = Field(
+        default=0, ge=0, le=1_000_000, description="the next N calls answer error_status (counts down)"
+    )
     down_until: datetime | None = Field(default=None, description="UTC time until which the sandbox is down")
     down_mode: DownMode = "unavailable"
     malformed_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="share of calls answered garbage")
@@ -64,6 +69,7 @@ class FaultUpdate(BaseModel):
     latency_ms: int | None = Field(default=None, ge=0, le=600_000)
     failure_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     error_status: ErrorStatus | None = None
+    fail_next: int | None = Field(default=None, ge=0, le=1_000_000)
     down_for_s: float | None = Field(default=None, ge=0.0, description="down from now for this long; 0 = up")
     down_mode: DownMode | None = None
     malformed_rate: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -78,6 +84,7 @@ class FaultEnvironment(BaseSettings):
     latency_ms: int = 0
     failure_rate: float = 0.0
     error_status: ErrorStatus = 503
+    fail_next: int = 0
     down_for_s: float = 0.0
     down_mode: DownMode = "unavailable"
     malformed_rate: float = 0.0
@@ -135,6 +142,9 @@ class FaultInjector:
 
     def decide(self) -> Decision:
         settings = self._settings
+        if settings.fail_next > 0:
+            self._settings = settings.model_copy(update={"fail_next": settings.fail_next - 1})
+            return Decision.FAIL
         if settings.is_down():
             return Decision.DOWN
         if settings.failure_rate and self._random.random() < settings.failure_rate:

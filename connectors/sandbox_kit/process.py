@@ -62,6 +62,8 @@ def fault_flags(faults: FaultSettings | None) -> list[str]:
         "--malformed-rate",
         str(faults.malformed_rate),
     ]
+    if faults.fail_next:
+        flags += ["--fail-next", str(faults.fail_next)]
     if faults.seed is not None:
         flags += ["--fault-seed", str(faults.seed)]
     if faults.down_until is not None:

@@ -29,6 +29,7 @@ def parse_args(name: str, default_port: int, argv: Sequence[str] | None = None) 
     parser.add_argument("--latency-ms", type=int, default=None)
     parser.add_argument("--failure-rate", type=float, default=None)
     parser.add_argument("--error-status", type=int, choices=[429, 500, 502, 503, 504], default=None)
+    parser.add_argument("--fail-next", type=int, default=None, help="the first N calls answer --error-status")
     parser.add_argument("--down-for-s", type=float, default=None)
     parser.add_argument("--down-mode", choices=["unavailable", "drop"], default=None)
     parser.add_argument("--malformed-rate", type=float, default=None)
@@ -44,6 +45,7 @@ def faults_from(args: argparse.Namespace) -> FaultSettings:
         "latency_ms": args.latency_ms,
         "failure_rate": args.failure_rate,
         "error_status": args.error_status,
+        "fail_next": args.fail_next,
         "down_for_s": args.down_for_s,
         "down_mode": args.down_mode,
         "malformed_rate": args.malformed_rate,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import broker_cmd, catalog_cmd, run_cmd, schemas_cmd, topics_cmd
+from services.cli import (
+    asyncapi_cmd,
+    broker_cmd,
+    catalog_cmd,
+    connector_cmd,
+    dlq_cmd,
+    run_cmd,
+    schemas_cmd,
+    topics_cmd,
+)
 
 app = typer.Typer(
     name="lienthong",
@@ -17,3 +26,6 @@ app.add_typer(broker_cmd.app, name="broker")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(asyncapi_cmd.app, name="asyncapi")
+app.add_typer(connector_cmd.app, name="connector")

@@ -7,15 +7,18 @@ from pydantic import Field
 
 from connectors.registry import connector_class
 from schemas.agencies import Agency
-from schemas.events import HandoffRequested
-from schemas.topics import HANDOFF_OUTCOME, requests_topic
-from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings
+from schemas.events import HandoffOutcome, HandoffRequested
+from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS
+from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, tiers_with_delays
 from services.runtime.consumer import EventConsumer
+from services.runtime.delayed import DelayedRetryConsumer
 from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.metrics import Service
 from services.runtime.outbox import OutboxRelay
 from services.runtime.retry import BlipRetry
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
+from services.runtime.tracing import traced_sender
 
 
 class ConnectorSettings(ServiceSettings):
@@ -24,6 +27,15 @@ class ConnectorSettings(ServiceSettings):
     poll_interval_s: float = Field(default=0.5, description="How often pending work is polled.")
     call_timeout_s: float = Field(default=10.0, description="Longest wait for one agency call.")
     retry_attempts: int = Field(default=3, description="In-process attempts for a blip, the first included.")
+    retry_within_s: float = Field(default=3.0, description="In-process retries never take longer than this.")
+    retry_delays_s: tuple[float, ...] = Field(
+        default=tuple(t.delay.total_seconds() for t in RETRY_TIERS),
+        description="Delay of each retry tier (the 10s, 1m and 10m topics), e.g. [10, 60, 600].",
+    )
+    circuit_threshold: int = Field(
+        default=5, description="Transient failures in a row that open the circuit."
+    )
+    circuit_cooldown_s: float = Field(default=10.0, description="How long an open circuit stays open.")
 
 
 def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
@@ -32,35 +44,59 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
     connector = connector_class(agency)()
     store = HandoffStore(settings.data_dir / f"connector-{agency.value}.db")
     broker = make_broker(settings, client_id=f"connector-{agency.value}")
-    relay = OutboxRelay(store.outbox, kafka_sender(broker))
+    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
     host = ConnectorHost(
         connector,
         store,
         relay,
         HostSettings(
             topic_prefix=settings.topic_prefix,
-            blip_retry=BlipRetry(attempts=settings.retry_attempts, call_timeout_s=settings.call_timeout_s),
+            blip_retry=BlipRetry(
+                attempts=settings.retry_attempts,
+                within_s=settings.retry_within_s,
+                call_timeout_s=settings.call_timeout_s,
+            ),
             poll_interval_s=settings.poll_interval_s,
+            retry_tiers=tiers_with_delays(settings.retry_delays_s),
+            circuit_threshold=settings.circuit_threshold,
+            circuit_cooldown_s=settings.circuit_cooldown_s,
         ),
     )
+    group = f"{settings.topic_prefix}connector-{agency.value}"
     consumer = EventConsumer(
         store=store,
         relay=relay,
-        group_id=f"{settings.topic_prefix}connector-{agency.value}",
+        group_id=group,
         accepts=(HandoffRequested,),
+        service="connector",
+        dlq_for=host.dlq_for,
     )
     consumer.subscribe(
         broker,
-        [requests_topic(agency, settings.topic_prefix)],
+        [host.requests_topic],
         host.on_request,
         description=f"Handoff requests for the {agency.value} agency system.",
     )
-    broker.publisher(settings.topic_prefix + HANDOFF_OUTCOME, description=f"Outcomes from {agency.value}.")
-    return build_service_app(
+    delayed = DelayedRetryConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        topics=host.retry_topics,
+        group_id=f"{group}-retry",
+        process=lambda record: consumer.process(record, host.on_request),
+    )
+    broker.publisher(
+        settings.topic_prefix + HANDOFF_OUTCOME,
+        description=f"Outcomes from {agency.value}.",
+        schema=HandoffOutcome,
+    )
+    app = build_service_app(
         f"connector-{agency.value}",
         broker,
         description=f"Carries handoffs to and from the {agency.value} agency system.",
-        loops=[relay.run, host.poll_loop],
+        kind=Service.CONNECTOR,
+        agencies=[agency],
+        loops=[relay.run, host.poll_loop, delayed.run],
         on_startup=[connector.start],
         on_shutdown=[connector.stop],
     )
+    delayed.watch = app.state.lag.watch  # the delay tiers' lag is measured like the main topic's
+    return app

@@ -7,6 +7,8 @@ event (outbox), and answers 201. The same key never makes a second dossier, even
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,7 +19,7 @@ from pydantic import Field
 
 from schemas.catalog import Catalog, Procedure, load_catalog
 from schemas.deadlines import counting_starts, due_date
-from schemas.events import DossierReceived, DossierReceivedData
+from schemas.events import Channel, DossierReceived, DossierReceivedData
 from schemas.forms import FormKind
 from schemas.status import NationalStatus
 from schemas.topics import DOSSIER_RECEIVED
@@ -31,12 +33,16 @@ from services.intake.submission import (
     check_submission,
 )
 from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.metrics import METRICS, RejectionKind, Service
 from services.runtime.outbox import OutboxRelay
 from services.runtime.records import event_record
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
+from services.runtime.tracing import start_trace, traced_sender
 
 PRODUCER = "intake"
+
+log = logging.getLogger(__name__)
 
 
 class IntakeSettings(ServiceSettings):
@@ -48,6 +54,26 @@ def _problem(status: int, detail: str, errors: list[FieldError] | None = None) -
     if errors is not None:
         body["errors"] = [e.model_dump() for e in errors]
     return JSONResponse(status_code=status, content=body)
+
+
+def rejection_kind(body: bytes, invalid: InvalidSubmission) -> RejectionKind:
+    """Why a submission was refused, as the bounded ``reason_kind`` label."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return RejectionKind.MALFORMED
+    if not isinstance(document, dict):
+        return RejectionKind.MALFORMED
+    if any(e.field == "procedure_code" and e.message.startswith("unknown procedure") for e in invalid.errors):
+        return RejectionKind.UNKNOWN_PROCEDURE
+    return RejectionKind.INVALID_FIELDS
+
+
+def _channel(body: bytes) -> Channel:
+    try:
+        return Channel(json.loads(body).get("channel", Channel.COUNTER))
+    except (ValueError, AttributeError):
+        return Channel.COUNTER
 
 
 def procedure_view(procedure: Procedure) -> dict[str, Any]:
@@ -82,8 +108,17 @@ class Intake:
         self.catalog = catalog
         self.calendar = calendar
         self.topic = topic_prefix + DOSSIER_RECEIVED
+        self.traceparent: str | None = None  # the trace a new dossier starts (when tracing is on)
 
     def accept(self, key: str, body: bytes, now: datetime) -> tuple[dict[str, Any], bool]:
+        with start_trace("dossier received", PRODUCER) as traceparent:
+            self.traceparent = traceparent
+            try:
+                return self._accept(key, body, now)
+            finally:
+                self.traceparent = None
+
+    def _accept(self, key: str, body: bytes, now: datetime) -> tuple[dict[str, Any], bool]:
         stored = self.store.find(key)
         body_hash = request_hash(body)
         if stored is not None and stored.request_hash == body_hash:
@@ -102,6 +137,7 @@ class Intake:
         clock_starts = self.calendar.closing(counting_starts(now, self.calendar)).astimezone(UTC)
         due = due_date(now, procedure.deadline_working_days, self.calendar)
         dossier_id = uuid.uuid4()
+        traceparent = self.traceparent
         data = DossierReceivedData(
             dossier_code=code,
             procedure_code=procedure.code,
@@ -114,7 +150,9 @@ class Intake:
             clock_starts_at=max(now, clock_starts),
             due_at=due.at.astimezone(UTC),
         )
-        event = DossierReceived.create(data=data, producer=PRODUCER, dossier_id=dossier_id, occurred_at=now)
+        event = DossierReceived.create(
+            data=data, producer=PRODUCER, dossier_id=dossier_id, occurred_at=now, traceparent=traceparent
+        )
         response = {
             "dossier_id": str(dossier_id),
             "dossier_code": code,
@@ -149,24 +187,35 @@ def add_routes(app: FastAPI, intake: Intake, relay: OutboxRelay | None) -> None:
         """Receive a dossier. Send a unique Idempotency-Key: a retry with the same key and body returns
         the same dossier; the same key with another body is refused."""
         if not idempotency_key or not idempotency_key.strip():
+            METRICS.intake_rejected(RejectionKind.MISSING_IDEMPOTENCY_KEY)
             return _problem(400, "the Idempotency-Key header is required (one unique value per dossier)")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            METRICS.intake_rejected(RejectionKind.TOO_LARGE)
             return _problem(413, f"the dossier is larger than {MAX_BODY_BYTES} bytes")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
+            METRICS.intake_rejected(RejectionKind.TOO_LARGE)
             return _problem(413, f"the dossier is larger than {MAX_BODY_BYTES} bytes")
         try:
             response, created = intake.accept(idempotency_key, body, datetime.now(UTC))
         except InvalidSubmission as invalid:
             count = len(invalid.errors)
+            METRICS.intake_rejected(rejection_kind(body, invalid))
             return _problem(
                 422, f"the dossier has {count} invalid field{'s' if count != 1 else ''}", invalid.errors
             )
         except KeyReused:
+            METRICS.intake_rejected(RejectionKind.IDEMPOTENCY_CONFLICT)
             return _problem(422, "this Idempotency-Key was already used for a different dossier")
-        if created and relay is not None:
-            relay.wake()
+        if created:
+            METRICS.dossier_received(str(response["procedure_code"]), _channel(body))
+            log.info(
+                "dossier received",
+                extra={"dossier_id": response["dossier_id"], "procedure": response["procedure_code"]},
+            )
+            if relay is not None:
+                relay.wake()
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return JSONResponse(status_code=201, content=response, headers=headers)
 
@@ -175,16 +224,21 @@ def build_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     store = IntakeStore(settings.data_dir / "intake.db")
     broker = make_broker(settings, client_id="intake")
-    relay = OutboxRelay(store.outbox, kafka_sender(broker))
-    intake = Intake(store, load_catalog(settings.catalog_path), default_calendar(), settings.topic_prefix)
+    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    catalog = load_catalog(settings.catalog_path)
+    intake = Intake(store, catalog, default_calendar(), settings.topic_prefix)
     # Publishes DossierReceived (documented in the AsyncAPI document; sent through the outbox relay).
     broker.publisher(
-        settings.topic_prefix + DOSSIER_RECEIVED, description="Dossiers accepted at the desk or online."
+        settings.topic_prefix + DOSSIER_RECEIVED,
+        description="Dossiers accepted at the desk or online.",
+        schema=DossierReceived,
     )
     app = build_service_app(
         "intake",
         broker,
         description="Receives dossiers from the counter and the online portal.",
+        kind=Service.INTAKE,
+        procedures=[p.code for p in catalog.procedures],
         loops=[relay.run],
     )
     add_routes(app, intake, relay)

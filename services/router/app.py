@@ -5,17 +5,26 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import Field
 
+from schemas.agencies import Agency
 from schemas.catalog import load_catalog
-from schemas.events import DossierReceived, HandoffOutcome
-from schemas.topics import DOSSIER_RECEIVED, HANDOFF_OUTCOME
+from schemas.events import (
+    DossierClosed,
+    DossierReceived,
+    DossierStatusChanged,
+    HandoffOutcome,
+    HandoffRequested,
+)
+from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
 from services.router.handlers import RouterHandlers
 from services.router.store import SqliteRouterStore
 from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.metrics import Service
 from services.runtime.outbox import OutboxRelay
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
+from services.runtime.tracing import traced_sender
 
 
 class RouterSettings(ServiceSettings):
@@ -26,10 +35,9 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
     settings = settings or RouterSettings()
     store = SqliteRouterStore(settings.data_dir / "router.db")
     broker = make_broker(settings, client_id="router")
-    relay = OutboxRelay(store.outbox, kafka_sender(broker))
-    handlers = RouterHandlers(
-        store, load_catalog(settings.catalog_path), default_calendar(), settings.topic_prefix
-    )
+    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    catalog = load_catalog(settings.catalog_path)
+    handlers = RouterHandlers(store, catalog, default_calendar(), settings.topic_prefix)
     consumer = EventConsumer(
         store=store,
         relay=relay,
@@ -42,9 +50,28 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
         handlers.on_event,
         description="Dossiers to route and agencies' outcomes; emits handoff requests and status changes.",
     )
+    # What the router emits (through its outbox), declared for the AsyncAPI document.
+    prefix = settings.topic_prefix
+    for agency in Agency:
+        broker.publisher(
+            requests_topic(agency, prefix),
+            description=f"Steps of dossiers' routes handed to the {agency.value} agency system.",
+            schema=HandoffRequested,
+        )
+    broker.publisher(
+        prefix + DOSSIER_STATUS,
+        description="National status changes of dossiers (holder, clock paused or running).",
+        schema=DossierStatusChanged,
+    )
+    broker.publisher(
+        prefix + DOSSIER_CLOSED,
+        description="Dossiers finished: completed, returned to the citizen or withdrawn.",
+        schema=DossierClosed,
+    )
     return build_service_app(
         "router",
         broker,
         description="Walks every dossier through its procedure's route.",
+        kind=Service.ROUTER,
         loops=[relay.run],
     )

@@ -1,8 +1,14 @@
 """The connector host: runs any connector against its agency's request topic, the same way for all.
 
-It owns everything a connector must not: consuming ``HandoffRequested``, classifying failures,
-retrying blips, dead-lettering, publishing ``HandoffOutcome`` through the outbox, and polling pending
-work (a job still running, a tax notice not yet paid) until it ends. A connector only adapts an API.
+It owns everything a connector must not: consuming ``HandoffRequested``, classifying failures
+(:mod:`services.runtime.failures`), retrying blips in process, sending longer outages through the
+delayed retry tiers, tripping the agency's circuit breaker, dead-lettering, publishing
+``HandoffOutcome`` through the outbox, and polling pending work (a job still running, a tax notice not
+yet paid) until it ends. A connector only adapts an API.
+
+A handoff's life in the host's store: (none) → ``retrying`` (on a delay tier, with its attempt) →
+``pending`` (polled) → ``settled``; or → ``dead_lettered``, from which only an operator's replay
+(``lienthong dlq replay``) brings it back.
 """
 
 from __future__ import annotations
@@ -14,26 +20,24 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from connectors.base import (
-    Completed,
-    Connector,
-    HandoffRequest,
-    HandoffResult,
-    Pending,
-    Rejected,
-    WaitingOnCitizen,
-)
-from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Rejected, WaitingOnCitizen
+from connectors.errors import AgencyRejected, AgencyUnavailable
 from schemas.envelope import Event
 from schemas.errors import EventContractError
 from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind, parse_event
-from schemas.topics import HANDOFF_OUTCOME, dlq_topic, requests_topic
+from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS, RetryTier, dlq_topic, requests_topic, retry_topic
+from services.runtime import headers
+from services.runtime.circuit import CircuitBreaker, CircuitState
 from services.runtime.consumer import Effect
 from services.runtime.deadletter import Failure, dead_letter
+from services.runtime.failures import FailureClass, classify
+from services.runtime.metrics import METRICS, CallResult
+from services.runtime.metrics import CircuitState as CircuitMetric
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord, event_record
 from services.runtime.retry import BlipRetry, call_with_blip_retries
@@ -45,7 +49,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handoffs (
     handoff_id TEXT PRIMARY KEY,
     request TEXT NOT NULL,
-    state TEXT NOT NULL,            -- 'pending' (polled) or 'settled'
+    state TEXT NOT NULL,            -- retrying, pending, settled or dead_lettered
+    attempt INTEGER NOT NULL DEFAULT 0,
     poll_token TEXT,
     next_poll_at REAL
 );
@@ -54,18 +59,34 @@ CREATE INDEX IF NOT EXISTS handoffs_due ON handoffs (state, next_poll_at);
 _OUTCOME_NAMESPACE = uuid.UUID("a3e1c7d2-5b4f-4c8e-9f0a-7d6b2e1c3f55")
 _REASON_LIMIT = 1000
 
+RETRYING, PENDING, SETTLED, DEAD_LETTERED = "retrying", "pending", "settled", "dead_lettered"
+
 
 class WrongAgency(EventContractError):
     """A handoff request for another agency arrived on this connector's topic."""
+
+
+class CircuitOpen(AgencyUnavailable):
+    """Not called: the agency's circuit is open after repeated failures."""
+
+
+class HandoffRow(NamedTuple):
+    state: str
+    attempt: int
 
 
 class HandoffStore(SqliteProcessingStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
 
-    def state_of(self, handoff_id: str) -> str | None:
-        row = self.conn.execute("SELECT state FROM handoffs WHERE handoff_id = ?", (handoff_id,)).fetchone()
-        return str(row["state"]) if row else None
+    def handoff(self, handoff_id: str) -> HandoffRow | None:
+        row = self.conn.execute(
+            "SELECT state, attempt FROM handoffs WHERE handoff_id = ?", (handoff_id,)
+        ).fetchone()
+        return HandoffRow(str(row["state"]), int(row["attempt"])) if row else None
+
+    def count(self, state: str) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM handoffs WHERE state = ?", (state,)).fetchone()[0])
 
     def due_polls(self, now: float, limit: int = 100) -> list[tuple[HandoffRequested, str]]:
         rows = self.conn.execute(
@@ -78,14 +99,27 @@ class HandoffStore(SqliteProcessingStore):
 
     @staticmethod
     def recording(
-        request: HandoffRequested, state: str, poll_token: str | None, next_poll_at: float | None
+        request: HandoffRequested,
+        state: str,
+        *,
+        attempt: int = 0,
+        poll_token: str | None = None,
+        next_poll_at: float | None = None,
     ) -> Write:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO handoffs (handoff_id, request, state, poll_token, next_poll_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (handoff_id) DO UPDATE SET state = excluded.state, "
-                "poll_token = excluded.poll_token, next_poll_at = excluded.next_poll_at",
-                (str(request.data.handoff_id), request.model_dump_json(), state, poll_token, next_poll_at),
+                "INSERT INTO handoffs (handoff_id, request, state, attempt, poll_token, next_poll_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (handoff_id) DO UPDATE SET state = excluded.state, "
+                "attempt = excluded.attempt, poll_token = excluded.poll_token, "
+                "next_poll_at = excluded.next_poll_at",
+                (
+                    str(request.data.handoff_id),
+                    request.model_dump_json(),
+                    state,
+                    attempt,
+                    poll_token,
+                    next_poll_at,
+                ),
             )
 
         return write
@@ -96,6 +130,19 @@ class HostSettings:
     topic_prefix: str = ""
     blip_retry: BlipRetry = field(default_factory=BlipRetry)
     poll_interval_s: float = 0.5
+    # The delay of each tier, in the order a failing handoff goes through them.
+    retry_tiers: tuple[RetryTier, ...] = RETRY_TIERS
+    circuit_threshold: int = 5
+    circuit_cooldown_s: float = 10.0
+
+
+def tiers_with_delays(delays_s: tuple[float, ...]) -> tuple[RetryTier, ...]:
+    """The registry's tiers (their topics) with other delays, e.g. seconds in tests."""
+    if len(delays_s) != len(RETRY_TIERS):
+        raise ValueError(f"give one delay per retry tier ({', '.join(t.name for t in RETRY_TIERS)})")
+    return tuple(
+        RetryTier(name=t.name, delay=timedelta(seconds=d)) for t, d in zip(RETRY_TIERS, delays_s, strict=True)
+    )
 
 
 def as_request(event: HandoffRequested) -> HandoffRequest:
@@ -113,6 +160,13 @@ def as_request(event: HandoffRequested) -> HandoffRequest:
     )
 
 
+_CALL_RESULTS = {
+    FailureClass.TRANSIENT: CallResult.TRANSIENT,
+    FailureClass.BUSINESS: CallResult.REJECTED,
+    FailureClass.PROTOCOL: CallResult.PROTOCOL,
+}
+
+
 class ConnectorHost:
     def __init__(
         self, connector: Connector, store: HandoffStore, relay: OutboxRelay, settings: HostSettings
@@ -124,53 +178,114 @@ class ConnectorHost:
         self.agency = connector.agency
         self.producer = f"connector.{self.agency.value}"
         self.outcome_topic = settings.topic_prefix + HANDOFF_OUTCOME
-        self.dlq = dlq_topic(requests_topic(self.agency, settings.topic_prefix))
+        self.requests_topic = requests_topic(self.agency, settings.topic_prefix)
+        self.dlq = dlq_topic(self.requests_topic)
+        self.metrics = METRICS.agency(self.agency)
+        self.breaker = CircuitBreaker(
+            threshold=settings.circuit_threshold,
+            cooldown_s=settings.circuit_cooldown_s,
+            on_change=self._circuit_changed,
+        )
+
+    @property
+    def retry_topics(self) -> list[str]:
+        return [
+            retry_topic(self.agency, tier, self.settings.topic_prefix) for tier in self.settings.retry_tiers
+        ]
+
+    def dlq_for(self, topic: str) -> str:
+        """Every topic of this connector (requests and retry tiers) dead-letters into the agency's DLQ."""
+        return self.dlq
+
+    def _circuit_changed(self, state: CircuitState) -> None:
+        log.warning("circuit of %s is now %s", self.agency.value, state.name.lower())
+        self.metrics.circuit(CircuitMetric(int(state)))
+
+    def _should_handle(self, event: HandoffRequested, record: ReceivedRecord) -> bool:
+        row = self.store.handoff(str(event.data.handoff_id))
+        if row is None:
+            return True
+        if row.state == RETRYING:  # only the copy on the tier it was sent to; not a stale redelivery
+            return record.header_int(headers.RETRY_ATTEMPT) == row.attempt
+        if row.state == DEAD_LETTERED:  # only an operator's replay revives it
+            return headers.REPLAY_ID in record.headers
+        return False  # pending (being polled) or settled
 
     async def on_request(self, event: Event, record: ReceivedRecord) -> Effect:
         if not isinstance(event, HandoffRequested) or event.data.agency is not self.agency:
             raise WrongAgency(f"{event.event_type} for another agency on the {self.agency.value} topic")
-        handoff_id = str(event.data.handoff_id)
-        if self.store.state_of(handoff_id) is not None:
-            return Effect()  # handled before: settled, or pending and being polled
+        if not self._should_handle(event, record):
+            return Effect()
         if event.data.action not in self.connector.actions:
-            return self._dead_letter(
-                event,
-                record,
-                "protocol",
-                AgencyProtocolError(
-                    f"the {self.agency.value} connector does not serve action {event.data.action!r}"
-                ),
-                attempts=1,
+            error = EventContractError(
+                f"the {self.agency.value} connector serves no action {event.data.action!r}"
             )
+            return self._dead_letter(event, record, FailureClass.PROTOCOL, error)
+        if not self.breaker.allows_call():
+            return self._delay(event, record, CircuitOpen(f"circuit of {self.agency.value} is open"))
         request = as_request(event)
-        attempts = 1
         try:
             result, attempts = await call_with_blip_retries(
-                lambda: self.connector.handle(request), self.settings.blip_retry, agency=self.agency.value
+                lambda: self.connector.handle(request),
+                self.settings.blip_retry,
+                agency=self.agency.value,
+                on_retry=self._retried_in_process,
             )
-        except AgencyRejected as rejected:
-            result = Rejected(reason=rejected.reason)
-        except AgencyUnavailable as error:
-            return self._dead_letter(
-                event, record, "transient", error, attempts=self.settings.blip_retry.attempts
+        except Exception as error:
+            failure = classify(error)
+            self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
+            if failure is FailureClass.BUSINESS:
+                self.breaker.record_success()  # the agency answered
+                assert isinstance(error, AgencyRejected)
+                return self._settle(event, Rejected(reason=error.reason))
+            if failure is FailureClass.TRANSIENT:
+                self.breaker.record_failure()
+                return self._delay(event, record, error)
+            log.exception(
+                "connector %s failed on %s (%s)", self.agency.value, event.data.action, failure.value
             )
-        except AgencyProtocolError as error:
-            return self._dead_letter(event, record, "protocol", error, attempts=attempts)
-        except Exception as error:  # a bug in an adapter must not stop the agency's partition
-            log.exception("connector %s failed on %s", self.agency.value, event.data.action)
-            return self._dead_letter(event, record, "internal", error, attempts=attempts)
+            return self._dead_letter(event, record, failure, error)
+        self.metrics.called(CallResult.OK)
+        self.breaker.record_success()
+        del attempts
         return self._settle(event, result)
+
+    def _retried_in_process(self) -> None:
+        self.metrics.called(CallResult.TRANSIENT)
+        self.metrics.retried_in_process()
 
     def _settle(self, request: HandoffRequested, result: HandoffResult) -> Effect:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
         if isinstance(result, (Completed, Rejected)):
-            return Effect(
-                [self._outcome(request, result)], self.store.recording(request, "settled", None, None)
-            )
+            return Effect([self._outcome(request, result)], self.store.recording(request, SETTLED))
         next_poll = time.time() + self.settings.poll_interval_s
-        write = self.store.recording(request, "pending", result.poll_token, next_poll)
+        write = self.store.recording(request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll)
         emitted = [self._outcome(request, result)] if isinstance(result, WaitingOnCitizen) else []
         return Effect(emitted, write)
+
+    def _delay(self, request: HandoffRequested, record: ReceivedRecord, error: Exception) -> Effect:
+        """Sends the request to its next delay tier, or to the dead letters after the last one."""
+        attempt = record.header_int(headers.RETRY_ATTEMPT) + 1
+        if attempt > len(self.settings.retry_tiers):
+            return self._dead_letter(request, record, FailureClass.TRANSIENT, error, attempts=attempt)
+        tier = self.settings.retry_tiers[attempt - 1]
+        now = datetime.now(UTC)
+        carried = {k: v for k, v in record.headers.items() if k not in headers.RUNTIME_HEADERS}
+        retry_headers = carried | {
+            headers.RETRY_ATTEMPT: str(attempt),
+            headers.RETRY_DUE_MS: str(int((now + tier.delay).timestamp() * 1000)),
+            headers.FIRST_FAILURE: record.headers.get(headers.FIRST_FAILURE, now.isoformat()),
+            headers.LAST_ERROR: str(error)[:300],
+        }
+        self.metrics.sent_to_tier(tier.name)
+        log.info(
+            "handoff %s to %s delayed %s (attempt %d): %s",
+            request.data.action, self.agency.value, tier.name, attempt, str(error)[:200],
+            extra={"dossier_id": str(request.dossier_id), "agency": self.agency.value, "outcome": "delayed"},
+        )  # fmt: skip
+        topic = retry_topic(self.agency, tier, self.settings.topic_prefix)
+        delayed = OutgoingRecord(topic, record.key or b"", record.value, retry_headers)
+        return Effect([delayed], self.store.recording(request, RETRYING, attempt=attempt))
 
     def _outcome(
         self, request: HandoffRequested, result: Completed | Rejected | WaitingOnCitizen
@@ -209,58 +324,76 @@ class ConnectorHost:
             error_class=error_class,
         )
         # One id per handoff and kind: publishing the same outcome twice is deduplicated downstream.
+        # A replay after a dead letter is a new attempt, so its outcomes are new events.
         event_id: UUID = uuid.uuid5(_OUTCOME_NAMESPACE, f"{request.data.handoff_id}/{kind.value}")
         outcome = HandoffOutcome.create(
             data=data, producer=self.producer, caused_by=request, event_id=event_id
         )
+        seconds = max(0.0, (outcome.occurred_at - request.occurred_at).total_seconds())
+        METRICS.handoff(self.agency, request.data.action).finished(kind, seconds)
+        log.info(
+            "handoff %s at %s: %s in %.0f ms",
+            request.data.action, self.agency.value, kind.value, seconds * 1000,
+            extra={
+                "dossier_id": str(request.dossier_id),
+                "correlation_id": str(request.correlation_id),
+                "agency": self.agency.value,
+                "action": request.data.action,
+                "outcome": kind.value,
+                "duration_ms": round(seconds * 1000, 1),
+            },
+        )  # fmt: skip
         return event_record(outcome, self.outcome_topic)
 
     def _dead_letter(
         self,
         request: HandoffRequested,
         record: ReceivedRecord,
-        error_class: str,
+        failure: FailureClass,
         error: Exception,
         *,
-        attempts: int,
+        attempts: int = 1,
     ) -> Effect:
-        reason = f"{error_class} failure at {self.agency.value}: {error}"[:_REASON_LIMIT]
+        reason = f"{failure.value} failure at {self.agency.value}: {error}"[:_REASON_LIMIT]
         outcome = self._outcome_record(
-            request, OutcomeKind.DEAD_LETTERED, reason=reason, error_class=error_class
+            request, OutcomeKind.DEAD_LETTERED, reason=reason, error_class=failure.value
         )
-        letter = dead_letter(record, Failure(error_class, error, attempts), topic=self.dlq)
-        return Effect([letter, outcome], self.store.recording(request, "settled", None, None))
+        first = record.headers.get(headers.FIRST_FAILURE)
+        first_failure = datetime.fromisoformat(first) if first else None
+        letter = dead_letter(record, Failure(failure.value, error, attempts, first_failure), topic=self.dlq)
+        self.metrics.dead_lettered(failure.value)
+        return Effect([letter, outcome], self.store.recording(request, DEAD_LETTERED))
 
     async def poll_once(self) -> int:
         """Polls every pending handoff that is due; returns how many settled."""
         settled = 0
         for request, token in self.store.due_polls(time.time()):
             try:
-                result = await call_with_blip_retries(
+                polled, _ = await call_with_blip_retries(
                     lambda token=token: self.connector.poll(token),  # type: ignore[misc]
                     BlipRetry(attempts=1, call_timeout_s=self.settings.blip_retry.call_timeout_s),
                     agency=self.agency.value,
                 )
             except AgencyRejected as rejected:
-                polled: HandoffResult = Rejected(reason=rejected.reason)
+                polled = Rejected(reason=rejected.reason)
             except Exception:
-                log.warning("polling %s handoff failed; trying again later", self.agency.value, exc_info=True)
+                log.warning(
+                    "polling a %s handoff failed; trying again later", self.agency.value, exc_info=True
+                )
+                retry_at = time.time() + 5.0
                 self.store.commit(
-                    None, [], self.store.recording(request, "pending", token, time.time() + 5.0)
+                    None, [], self.store.recording(request, PENDING, poll_token=token, next_poll_at=retry_at)
                 )
                 continue
-            else:
-                polled = result[0]
             if isinstance(polled, (Completed, Rejected)):
-                effect = Effect(
-                    [self._outcome(request, polled)], self.store.recording(request, "settled", None, None)
-                )
+                effect = Effect([self._outcome(request, polled)], self.store.recording(request, SETTLED))
                 settled += 1
             else:  # still waiting: look again later; the waiting outcome was published once already
+                next_poll = time.time() + self.settings.poll_interval_s
                 effect = Effect(
                     [],
                     self.store.recording(
-                        request, "pending", polled.poll_token, time.time() + self.settings.poll_interval_s
+                        request, PENDING, poll_token=polled.poll_token, next_poll_at=next_poll
                     ),
                 )
             self.store.commit(None, effect.emitted, effect.write)
@@ -277,6 +410,3 @@ class ConnectorHost:
             except Exception:
                 log.exception("poll loop of %s failed; continuing", self.agency.value)
             await asyncio.sleep(self.settings.poll_interval_s)
-
-
-__all__ = ["ConnectorHost", "HandoffStore", "HostSettings", "Pending", "as_request"]

@@ -5,6 +5,9 @@ this consumer accepts, goes to the dead-letter topic with the reason and never r
 an event already processed is skipped; the handler decides; its writes, the event id and what it
 emits are committed in one transaction; only then is the Kafka offset committed. A failure of the
 infrastructure itself (the store, a bug) leaves the offset where it is, so the record comes again.
+
+The same path serves FastStream subscribers (main topics) and the delayed-retry consumers
+(:mod:`services.runtime.delayed`), which hand it records they read with aiokafka.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from schemas.envelope import Event
+from schemas.envelope import Event, envelope_from_headers
 from schemas.errors import EventContractError, UnknownEventType
 from schemas.events import parse_event
+from schemas.topics import dlq_topic
+from services.runtime import headers
 from services.runtime.deadletter import Failure, dead_letter
+from services.runtime.metrics import METRICS, Service
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord, raw_body
 from services.runtime.store import ProcessingStore, Write
@@ -35,6 +41,10 @@ class OversizedRecord(EventContractError):
     """A record larger than any event of ours can be."""
 
 
+class KeyMismatch(EventContractError):
+    """The record's key is not its dossier id: it would break per-dossier ordering."""
+
+
 @dataclass
 class Effect:
     """What handling one event does: records to emit and the service's own writes."""
@@ -46,6 +56,17 @@ class Effect:
 Handler = Callable[[Event, ReceivedRecord], Awaitable[Effect]]
 
 
+def dedupe_key(event: Event, record: ReceivedRecord) -> str:
+    """What makes a delivery "the same" for deduplication: the event id, except that a pass through a
+    delay tier and an operator's replay are deliberate new deliveries of the same event."""
+    key = str(event.event_id)
+    if replay := record.headers.get(headers.REPLAY_ID):
+        key += f"#replay:{replay}"
+    if attempt := record.header_int(headers.RETRY_ATTEMPT):
+        key += f"#retry:{attempt}"
+    return key
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -54,17 +75,25 @@ class EventConsumer:
         relay: OutboxRelay,
         group_id: str,
         accepts: Sequence[type[Event]],
+        service: Service | str | None = None,
         failure_backoff_s: float = 1.0,
         observes: Sequence[str] = (),
+        dlq_for: Callable[[str], str] = dlq_topic,
+        on_poison: Callable[[str], None] | None = None,
     ) -> None:
-        """``observes``: topics this consumer only watches. Their owner dead-letters their poison,
-        so here it is logged and skipped, never dead-lettered a second time."""
+        """``observes``: topics this consumer only watches; their owner dead-letters their poison, so
+        here it is logged and skipped, never dead-lettered a second time. ``dlq_for``: the dead-letter
+        topic of a consumed topic. ``on_poison``: told the error class of each dead letter (metrics)."""
         self.store = store
         self.relay = relay
         self.group_id = group_id
         self.accepts = tuple(accepts)
         self.failure_backoff_s = failure_backoff_s
         self.observes = frozenset(observes)
+        self.dlq_for = dlq_for
+        self.on_poison = on_poison
+        # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
+        self.metrics = METRICS.service(service or group_id.rsplit(".", 1)[-1].split("-")[0])
 
     def subscribe(
         self, broker: KafkaBroker, topics: Sequence[str], handler: Handler, *, description: str
@@ -80,47 +109,59 @@ class EventConsumer:
             description=description,
         )
         async def consume(body: bytes, message: KafkaMessage) -> None:
-            await self.process(body, message, handler)
+            await self.process(ReceivedRecord.from_message(body, message, self.group_id), handler)
 
     def parse(self, record: ReceivedRecord) -> Event:
         if len(record.value) > MAX_RECORD_BYTES:
             raise OversizedRecord(f"record of {len(record.value)} bytes exceeds {MAX_RECORD_BYTES}")
+        envelope_from_headers(record.headers)  # the CloudEvents headers must describe the event
         event = parse_event(record.value, record.headers)
         if not isinstance(event, self.accepts):
             raise UnknownEventType(f"{event.event_type} (not accepted on {record.topic})")
+        if record.key != str(event.dossier_id).encode():
+            raise KeyMismatch("the record key is not the event's dossier_id")
         return event
 
-    async def process(self, body: bytes, message: KafkaMessage, handler: Handler) -> None:
-        record = ReceivedRecord.from_message(body, message, self.group_id)
+    def _poison(self, record: ReceivedRecord, error: EventContractError) -> list[OutgoingRecord]:
+        self.metrics.poison_records.inc()
+        owned = record.topic not in self.observes
+        log.warning(
+            "poison record %s: %s",
+            "dead-lettered" if owned else "skipped (its owner dead-letters it)",
+            str(error)[:200],
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+        if not owned:
+            return []
+        if self.on_poison is not None:
+            self.on_poison("poison")
+        return [dead_letter(record, Failure("poison", error), topic=self.dlq_for(record.topic))]
+
+    async def process(self, record: ReceivedRecord, handler: Handler) -> None:
         try:
             event = self.parse(record)
         except EventContractError as error:
-            owned = record.topic not in self.observes
-            log.warning(
-                "poison record %s",
-                "dead-lettered" if owned else "skipped (its owner dead-letters it)",
-                extra={"topic": record.topic, "offset": record.offset, "error": str(error)[:200]},
-            )
-            if not owned:
-                return
-            self.store.commit(None, [dead_letter(record, Failure("poison", error))])
-            self.relay.wake()
+            letters = self._poison(record, error)
+            if letters:
+                self.store.commit(None, letters)
+                self.relay.wake()
             return
-        event_id = str(event.event_id)
-        if self.store.was_processed(event_id):
+        key = dedupe_key(event, record)
+        if self.store.was_processed(key):
             return
         try:
             effect = await handler(event, record)
         except EventContractError as error:  # valid JSON, but nothing this service can act on
-            effect = Effect(emitted=[dead_letter(record, Failure("poison", error))])
+            effect = Effect(emitted=self._poison(record, error))
         except Exception:
             await self._back_off(event)
             raise
         try:
-            self.store.commit(event_id, effect.emitted, effect.write)
+            self.store.commit(key, effect.emitted, effect.write)
         except Exception:
             await self._back_off(event)
             raise
+        self.metrics.processed(event.event_type)
         self.relay.wake()
 
     async def _back_off(self, event: Event) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiokafka import ConsumerRecord
 from faststream.kafka.message import KafkaMessage
 from faststream.message import StreamMessage
 
@@ -42,13 +43,23 @@ class ReceivedRecord:
     def from_message(cls, body: bytes, message: KafkaMessage, group_id: str) -> ReceivedRecord:
         raw = message.raw_message
         assert not isinstance(raw, tuple), "batch subscribers are not used"
+        return cls.from_consumer_record(raw, group_id, value=body)
+
+    @classmethod
+    def from_consumer_record(
+        cls, raw: ConsumerRecord[bytes, bytes], group_id: str, *, value: bytes | None = None
+    ) -> ReceivedRecord:
         return cls(
             topic=raw.topic,
             partition=raw.partition,
             offset=raw.offset,
             timestamp=datetime.fromtimestamp(raw.timestamp / 1000, UTC),
             key=raw.key,
-            value=body,
+            value=value if value is not None else (raw.value or b""),
             headers={k: v.decode(errors="replace") for k, v in raw.headers},
             group_id=group_id,
         )
+
+    def header_int(self, name: str, default: int = 0) -> int:
+        value = self.headers.get(name)
+        return int(value) if value is not None and value.isdigit() else default

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 from fastapi import FastAPI
 
+from services.runtime.logs import configure_logging
+
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agency call is too much
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    # uvicorn's own logging config is not used (log_config=None): its loggers propagate to the one
+    # masked handler, JSON lines by default (services.runtime.logs).
+    configure_logging(str(getattr(app.state, "service", "lienthong")))
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")

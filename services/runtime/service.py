@@ -1,22 +1,62 @@
-"""The shell every service runs in: an ASGI app with /health, the Kafka broker and background tasks.
+"""The shell every service runs in: an ASGI app with its operations endpoints, the Kafka broker and
+background tasks.
 
 A service is a FastAPI app whose lifespan starts its FastStream broker and its background loops (the
-outbox relay, pollers) and stops them in reverse order, so uvicorn runs any service the same way.
+outbox relay, pollers, the consumer-lag monitor) and stops them in reverse order, so uvicorn runs any
+service the same way. Every service serves:
+
+- ``/health``: liveness (the process answers);
+- ``/ready``: 200 once the broker is started, Kafka answers and every consumer has its partitions from
+  its group; 503 otherwise (with the reason);
+- ``/metrics``: prometheus-client's default registry — our ``lienthong_*`` catalogue (primed at
+  start-up, so every known series exists at zero) and FastStream's message metrics
+  (``KafkaPrometheusMiddleware``: counts, sizes and durations per topic);
+- ``/asyncapi.json``: the AsyncAPI document generated from the broker (services.runtime.asyncapi).
+
+The shell adds the Prometheus middleware to the broker (and the OpenTelemetry one when tracing is
+on, services.runtime.tracing); ``make_broker`` needs not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from schemas.agencies import Agency
+from services.runtime.asyncapi import asyncapi_document
+from services.runtime.lag import LagMonitor, consumers_joined
+from services.runtime.metrics import METRICS, Service
+from services.runtime.tracing import telemetry_middleware
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Hook = Callable[[], Awaitable[None]]
+
+PING_TIMEOUT_S = 2.0
+
+
+def prometheus_middleware(app_name: str, registry: CollectorRegistry = REGISTRY) -> KafkaPrometheusMiddleware:
+    """FastStream's message metrics (``faststream_*``), labelled with the service's name."""
+    return KafkaPrometheusMiddleware(registry=registry, app_name=app_name)
+
+
+def instrument_broker(broker: KafkaBroker, name: str) -> None:
+    """Adds the Prometheus middleware (once) and, when tracing is on, the OpenTelemetry one
+    (outermost, so the message span covers everything else)."""
+    present = tuple(getattr(broker.config, "broker_middlewares", ()))
+    if not any(isinstance(m, KafkaPrometheusMiddleware) for m in present):
+        broker.add_middleware(prometheus_middleware(name))
+    telemetry = telemetry_middleware(name)
+    if telemetry is not None and not any(type(m) is type(telemetry) for m in present):
+        broker.insert_middleware(telemetry)
 
 
 def build_service_app(
@@ -24,17 +64,29 @@ def build_service_app(
     broker: KafkaBroker,
     *,
     description: str = "",
+    kind: Service | None = None,
+    agencies: Iterable[Agency] = (),
+    procedures: Iterable[str] = (),
     loops: Sequence[BackgroundLoop] = (),
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    lag_interval_s: float = 5.0,
 ) -> FastAPI:
+    """``kind``, ``agencies`` and ``procedures`` say which ``lienthong_*`` series to prime at zero."""
+    instrument_broker(broker, name)
+    lag = LagMonitor(broker, interval_s=lag_interval_s)
+    agency_list, procedure_list = list(agencies), list(procedures)
+    all_loops = [*loops, lag.run]
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        METRICS.prime(service=kind, agencies=agency_list, procedures=procedure_list)
         for hook in on_startup:
             await hook()
         await broker.start()
         tasks = [
-            asyncio.create_task(loop(), name=f"{name}:{getattr(loop, '__name__', 'loop')}") for loop in loops
+            asyncio.create_task(loop(), name=f"{name}:{getattr(loop, '__name__', 'loop')}")
+            for loop in all_loops
         ]
         app.state.ready = True
         try:
@@ -52,10 +104,47 @@ def build_service_app(
 
     app = FastAPI(title=f"Liên Thông {name}", description=description, lifespan=lifespan)
     app.state.ready = False
+    app.state.service = name
+    app.state.broker = broker
+    app.state.lag = lag
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok", "service": name}
 
+    @app.get("/ready", tags=["operations"], response_model=None)
+    async def ready() -> JSONResponse:
+        """Readiness: 200 once the broker is started, Kafka answers and every consumer has its
+        partitions; 503 before (and while stopping)."""
+        status, reason = await readiness(app, broker)
+        body = {"status": status, "service": name, "reason": reason}
+        return JSONResponse(body, status_code=200 if status == "ready" else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition of the process's metrics."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI document of this service's topics, generated from its broker."""
+        return asyncapi_document(broker, name, description=description)
+
     return app
+
+
+async def readiness(app: FastAPI, broker: KafkaBroker) -> tuple[str, str]:
+    """``("ready", "ok")``, or ``("starting", why)`` / ``("not ready", why)``."""
+    if not getattr(app.state, "ready", False):
+        return "starting", "the broker is not started (starting or stopping)"
+    joined, reason = consumers_joined(broker)
+    if not joined:
+        return "starting", reason
+    try:
+        answers = await broker.ping(timeout=PING_TIMEOUT_S)
+    except Exception as error:
+        return "not ready", f"Kafka does not answer: {type(error).__name__}"
+    if not answers:
+        return "not ready", "Kafka does not answer"
+    return "ready", "ok"

@@ -19,7 +19,7 @@ from schemas.agencies import Agency
 from services.localkafka import daemon
 from services.localkafka.choice import KafkaEndpoint, kafka_endpoint
 from services.localkafka.process import port_open
-from services.stack.stack import HOST, LocalStack, StackPorts
+from services.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts
 from services.stack.traffic import Submitted, Traffic
 
 
@@ -83,10 +83,13 @@ async def _traffic_loop(
 ) -> None:
     rng = random.Random(options.seed)
     kinds = [
-        (traffic.land_transfer, 35),
-        (traffic.first_certificate, 15),
-        (traffic.marriage, 40),
-        (lambda: traffic.land_transfer(wrong_owner=True), 10),
+        (traffic.land_transfer, 25),
+        (traffic.first_certificate, 10),
+        (traffic.marriage, 25),
+        (traffic.birth, 15),
+        (traffic.death, 8),
+        (traffic.household_business, 10),
+        (lambda: traffic.land_transfer(wrong_owner=True), 7),
     ]
     started = time.monotonic()
     next_submit = next_report = started
@@ -107,7 +110,7 @@ async def _traffic_loop(
 
 
 def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
-    agencies = (Agency.LAND, Agency.TAX, Agency.CIVIL_STATUS)
+    agencies = DEFAULT_AGENCIES
     ports = StackPorts.fixed(agencies)
     _check_ports(ports)
     if options.work_dir.exists():

@@ -18,7 +18,7 @@ from services.runtime.processes import ManagedProcess
 from services.runtime.topics_admin import ensure_topics
 
 HOST = "127.0.0.1"
-DEFAULT_AGENCIES: tuple[Agency, ...] = (Agency.LAND, Agency.TAX, Agency.CIVIL_STATUS)
+DEFAULT_AGENCIES: tuple[Agency, ...] = tuple(Agency)  # every agency has a connector and a sandbox
 
 
 def agency_url_variable(agency: Agency) -> str:

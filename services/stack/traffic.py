@@ -6,13 +6,16 @@ land registry's own records (a parcel the seller really owns), and the bank payi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from connectors.errors import AgencyProtocolError
 from connectors.land.client import LandClient, Parcel
 from connectors.tax.client import TaxClient
 from services.stack.samples import SampleDossiers
@@ -48,9 +51,21 @@ class Traffic:
         await self.tax.aclose()
 
     async def submit(self, submission: dict[str, Any], expected: str = "completed") -> Submitted:
-        answer = await self.http.post(
-            f"{self.intake_url}/dossiers", json=submission, headers={"Idempotency-Key": str(uuid.uuid4())}
-        )
+        """Hands a dossier in; like a careful counter client, retries with the same Idempotency-Key
+        while intake is unreachable, so a retry never makes a second dossier."""
+        key = str(uuid.uuid4())
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = await self.http.post(
+                    f"{self.intake_url}/dossiers", json=submission, headers={"Idempotency-Key": key}
+                )
+                if answer.status_code < 500:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
         if answer.status_code != 201:
             raise RuntimeError(f"intake refused a sample dossier ({answer.status_code}): {answer.text[:500]}")
         body = answer.json()
@@ -63,17 +78,23 @@ class Traffic:
         )
 
     async def _registered_parcel(self, owner: dict[str, Any], *, certified: bool) -> Parcel:
-        number = next(self._numbers)
-        parcel = Parcel(
-            parcel_id=f"TD-{50 + number % 40}-{10000 + number}",
-            area_m2=float(80 + number % 150),
-            owner_citizen_id=owner["citizen_id"],
-            owner_name=owner["full_name"],
-            land_use_purpose="ODT",
-            has_certificate=certified,
-            address=f"Thửa {10000 + number}, Quận 3, TP. Hồ Chí Minh",
-        )
-        return await self.land.add_parcel(parcel)
+        """A parcel the owner really holds in the land registry (map sheets 50-89 are ours)."""
+        while True:
+            number = next(self._numbers)
+            parcel = Parcel(
+                parcel_id=f"TD-{50 + number % 40}-{self.samples.random.randint(1, 99999)}",
+                area_m2=float(80 + number % 150),
+                owner_citizen_id=owner["citizen_id"],
+                owner_name=owner["full_name"],
+                land_use_purpose="ODT",
+                has_certificate=certified,
+                address=f"Thửa {number}, Quận 3, TP. Hồ Chí Minh",
+            )
+            try:
+                return await self.land.add_parcel(parcel)
+            except AgencyProtocolError as error:
+                if error.status_code != 409:  # 409: another generator registered that number
+                    raise
 
     async def land_transfer(self, *, wrong_owner: bool = False) -> Submitted:
         owner = self.samples.person()
@@ -89,6 +110,18 @@ class Traffic:
 
     async def marriage(self) -> Submitted:
         return await self.submit(self.samples.marriage())
+
+    async def birth(self) -> Submitted:
+        """Birth registration, then permanent residence and the child's health-insurance card."""
+        return await self.submit(self.samples.birth())
+
+    async def death(self) -> Submitted:
+        """Death registration, then removal of permanent residence and the funeral allowance."""
+        return await self.submit(self.samples.death())
+
+    async def household_business(self) -> Submitted:
+        """Household business registration, then its tax code."""
+        return await self.submit(self.samples.household_business())
 
     async def pay_waiting_notices(self) -> int:
         """The citizens whose dossiers wait on a tax notice go to the bank and pay it."""

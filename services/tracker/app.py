@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from pydantic import Field
 
 from schemas.agencies import Agency
@@ -19,17 +18,21 @@ from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HAN
 from schemas.workdays import default_calendar
 from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.metrics import Service
 from services.runtime.outbox import OutboxRelay
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
+from services.runtime.tracing import traced_sender
 from services.tracker import projection
 from services.tracker.api import build_api
+from services.tracker.gauges import counting_closures, refresh_loop
 from services.tracker.store import SqliteTrackerStore
-from services.tracker.views import Clock, utc_now
+from services.tracker.views import Clock, TrackerViews, utc_now
 
 
 class TrackerSettings(ServiceSettings):
     port: int = Field(default=8002)
+    gauges_interval_s: float = Field(default=5.0, description="How often the dossier gauges are refreshed.")
 
 
 def tracker_topics(prefix: str = "") -> list[str]:
@@ -44,7 +47,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
     catalog = load_catalog(settings.catalog_path)
     broker = make_broker(settings, client_id="tracker")
     # The tracker emits nothing of its own; the relay carries the runtime's dead letters of poison.
-    relay = OutboxRelay(store.outbox, kafka_sender(broker))
+    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
     consumer = EventConsumer(
         store=store,
         relay=relay,
@@ -57,22 +60,23 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
     consumer.subscribe(
         broker,
         tracker_topics(settings.topic_prefix),
-        projection.on_event,
+        counting_closures(projection.on_event, store),
         description="Every dossier event, handoff request and outcome, projected for supervision.",
     )
+    calendar = default_calendar()
+    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now)
+
+    async def refresh_gauges() -> None:
+        await refresh_loop(views, settings.gauges_interval_s)
+
     app = build_service_app(
         "tracker",
         broker,
         description="The supervision view: timelines, holders, deadlines, stuck legs and statistics.",
-        loops=[relay.run],
+        kind=Service.TRACKER,
+        agencies=list(Agency),
+        procedures=[p.code for p in catalog.procedures],
+        loops=[relay.run, refresh_gauges],
     )
-    app.include_router(build_api(store, catalog, now, calendar=default_calendar()))
-
-    @app.get("/ready", tags=["operations"])
-    async def ready(request: Request) -> JSONResponse:
-        """Readiness: 200 once the broker is started, 503 before (and while stopping)."""
-        if getattr(request.app.state, "ready", False):
-            return JSONResponse({"status": "ready", "service": "tracker"})
-        return JSONResponse({"status": "starting", "service": "tracker"}, status_code=503)
-
+    app.include_router(build_api(store, catalog, now, calendar=calendar))
     return app

@@ -379,6 +379,12 @@ class TrackerViews:
             ],
         )
 
+    def evaluated(self) -> list[tuple[DossierDetail, list[tuple[LegView, bool]]]]:
+        """Every dossier as of ``now()``, each leg with whether it is open (the metrics gauges)."""
+        return [
+            (d.detail, [(leg.view, leg.open) for leg in d.legs]) for d in self._load("", (), now=self.now())
+        ]
+
     # -- loading and evaluating -----------------------------------------------------------------
 
     def _load(self, clause: str, params: tuple[object, ...], *, now: datetime) -> list[_Dossier]:

@@ -3,24 +3,22 @@ each service and agency sandbox running as its own process, until every dossier 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.civil_status.client import CivilStatusClient
 from connectors.land.client import LandClient
 from connectors.tax.client import TaxClient
 from schemas.agencies import Agency
-from schemas.topics import DOSSIER_RECEIVED, all_topics
+from schemas.topics import DOSSIER_RECEIVED
 from services.stack.samples import SampleDossiers
 from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
-from services.stack.traffic import Submitted, Traffic
+from services.stack.traffic import Traffic
+from tests.stack_helpers import received_count, tracker_knows, wait_until_closed
 from tests.unit.test_intake import MALFORMED
 
 pytestmark = pytest.mark.kafka
@@ -36,30 +34,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         kafka_bootstrap, work_dir, topic_prefix=prefix, ports=StackPorts.free(DEFAULT_AGENCIES)
     ) as running:
         yield running
-
-
-async def wait_until_closed(
-    traffic: Traffic, tracker_url: str, dossiers: list[Submitted], within_s: float
-) -> dict[str, Any]:
-    """Pays tax notices as citizens would, until the tracker shows every dossier closed."""
-    deadline = time.monotonic() + within_s
-    details: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        while time.monotonic() < deadline:
-            await traffic.pay_waiting_notices()
-            for dossier in dossiers:
-                answer = await http.get(f"{tracker_url}/dossiers/{dossier.dossier_id}")
-                if answer.status_code == 200:
-                    details[dossier.dossier_id] = answer.json()
-            if len(details) == len(dossiers) and all(d["closed"] for d in details.values()):
-                return details
-            await asyncio.sleep(0.2)
-    open_ones = {
-        k: (v["status"], [(leg["step_id"], leg["state"]) for leg in v["legs"]])
-        for k, v in details.items()
-        if not v["closed"]
-    }
-    raise AssertionError(f"not closed within {within_s} s: {open_ones}; seen {len(details)}/{len(dossiers)}")
 
 
 async def test_dossiers_cross_agencies_to_their_final_status(stack: LocalStack) -> None:
@@ -117,30 +91,6 @@ async def test_dossiers_cross_agencies_to_their_final_status(stack: LocalStack) 
     assert "land" in returned["reason"] and "người sử dụng đất đã đăng ký" in returned["reason"], returned[
         "reason"
     ]
-
-
-async def received_count(bootstrap: str, topic: str) -> int:
-    """Records ever written to ``topic`` (end minus beginning offsets over its partitions)."""
-    spec = next(t for t in all_topics(topic.removesuffix(DOSSIER_RECEIVED)) if t.name == topic)
-    partitions = [TopicPartition(topic, p) for p in range(spec.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        return sum(ends[p] - starts[p] for p in partitions)
-    finally:
-        await consumer.stop()
-
-
-async def tracker_knows(tracker_url: str, dossier_id: str, within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        while time.monotonic() < deadline:
-            if (await http.get(f"{tracker_url}/dossiers/{dossier_id}")).status_code == 200:
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"the tracker never saw dossier {dossier_id}")
 
 
 async def test_one_key_one_dossier_and_malformed_dossiers_never_reach_kafka(stack: LocalStack) -> None:

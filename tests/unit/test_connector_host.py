@@ -3,6 +3,8 @@ dead-lettered, pending work polled to its end, redeliveries ignored — with a f
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,8 +15,9 @@ from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavail
 from schemas.agencies import Agency
 from schemas.envelope import Event
 from schemas.events import HandoffOutcome, HandoffRequested, parse_event
-from services.runtime import deadletter
+from services.runtime import deadletter, headers
 from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, WrongAgency
+from services.runtime.consumer import dedupe_key
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord
 from services.runtime.retry import BlipRetry
@@ -114,20 +117,83 @@ async def test_a_blip_is_retried_in_process(tmp_path: Path, marriage_request: Ha
     )
 
 
-async def test_an_outage_is_dead_lettered_with_its_story(
+def tier_copy(record: OutgoingRecord, offset: int) -> ReceivedRecord:
+    """The record as the delay tier's consumer receives it."""
+    return ReceivedRecord(
+        topic=record.topic, partition=0, offset=offset, timestamp=datetime.now(UTC), key=record.key,
+        value=record.value, headers=dict(record.headers), group_id="connector-retry",
+    )  # fmt: skip
+
+
+async def deliver(
+    host: ConnectorHost, request: HandoffRequested, record: ReceivedRecord
+) -> list[OutgoingRecord]:
+    effect = await host.on_request(request, record)
+    host.store.commit(dedupe_key(request, record), effect.emitted, effect.write)
+    return effect.emitted
+
+
+async def test_an_outage_walks_every_delay_tier_then_dead_letters_with_its_story(
     tmp_path: Path, marriage_request: HandoffRequested
 ) -> None:
-    host = make_host(tmp_path, FakeMarriageRegistry(*[AgencyUnavailable("connection refused")] * 3))
+    host = make_host(tmp_path, FakeMarriageRegistry(*[AgencyUnavailable("connection refused")] * 12))
     emitted = await handle(host, marriage_request)
+    for attempt, tier in enumerate(("10s", "1m", "10m"), start=1):
+        [delayed] = emitted
+        assert delayed.topic == f"handoff.civil_status.requested.retry.{tier}"
+        assert delayed.headers[headers.RETRY_ATTEMPT] == str(attempt)
+        assert int(delayed.headers[headers.RETRY_DUE_MS]) > time.time() * 1000
+        assert delayed.value == marriage_request.model_dump_json().encode(), "the original request, unchanged"
+        assert outcomes(emitted) == [], "no outcome while retries remain"
+        emitted = await deliver(host, marriage_request, tier_copy(delayed, offset=attempt))
     [outcome] = outcomes(emitted)
     assert outcome.data.kind == "dead_lettered" and outcome.data.error_class == "transient"
     [letter] = [r for r in emitted if r.topic.endswith(".dlq")]
     assert letter.topic == "handoff.civil_status.requested.dlq"
     assert letter.value == marriage_request.model_dump_json().encode(), "the original record, whole"
-    assert letter.headers[deadletter.ORIGINAL_OFFSET] == "41"
-    assert letter.headers[deadletter.ORIGINAL_TOPIC] == "handoff.civil_status.requested"
-    assert letter.headers[deadletter.ATTEMPTS] == "3"
+    assert letter.headers[deadletter.ORIGINAL_TOPIC] == "handoff.civil_status.requested.retry.10m"
+    assert letter.headers[deadletter.ATTEMPTS] == "4"
+    assert letter.headers[deadletter.FIRST_FAILURE] <= letter.headers[deadletter.LAST_FAILURE]
     assert "connection refused" in letter.headers[deadletter.EXCEPTION_MESSAGE]
+
+
+async def test_a_delayed_request_completes_when_the_agency_is_back(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(*[AgencyUnavailable("503")] * 3, Completed({"so_dang_ky": "KH-9"}))
+    host = make_host(tmp_path, connector)
+    [delayed] = await handle(host, marriage_request)
+    assert await handle(host, marriage_request) == [], "a redelivery of the original is not a second retry"
+    [outcome] = outcomes(await deliver(host, marriage_request, tier_copy(delayed, offset=7)))
+    assert outcome.data.kind == "completed" and len(connector.calls) == 4
+
+
+async def test_an_open_circuit_sends_requests_to_the_tier_without_calling(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(*[AgencyUnavailable("503")] * 3)
+    host = make_host(tmp_path, connector)
+    host.breaker.threshold = 1
+    await handle(host, marriage_request)  # three failed calls: the circuit opens
+    other = await RouterHarness(tmp_path / "r2.db").feed(dossier_received("9.900005"))
+    second = requests(other)["register_marriage"]
+    [delayed] = await handle(host, second)
+    assert delayed.topic.endswith(".retry.10s") and "circuit" in delayed.headers[headers.LAST_ERROR]
+    assert len(connector.calls) == 3, "the open circuit spared the agency a call"
+
+
+async def test_a_replayed_dead_letter_is_handled_again(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(AgencyProtocolError("reply has no so_dang_ky"), Completed())
+    host = make_host(tmp_path, connector)
+    emitted = await handle(host, marriage_request)
+    [letter] = [r for r in emitted if r.topic.endswith(".dlq")]
+    assert await handle(host, marriage_request) == [], "a plain redelivery does not revive it"
+    replayed = tier_copy(letter, offset=0)
+    replayed.headers[headers.REPLAY_ID] = "handoff.civil_status.requested.dlq/0/0"
+    [outcome] = outcomes(await deliver(host, marriage_request, replayed))
+    assert outcome.data.kind == "completed"
 
 
 async def test_a_broken_reply_is_dead_lettered_without_retry(

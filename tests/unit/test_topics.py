@@ -70,8 +70,15 @@ def test_dossier_topics_and_their_dead_letters() -> None:
     for name in ("dossier.received", "dossier.status", "dossier.closed", "handoff.outcome"):
         assert specs[name].partitions == 6
         assert specs[name].retention_ms == 14 * DAY_MS
-    assert {"dossier.received.dlq", "handoff.outcome.dlq"} <= specs.keys()
+    assert {
+        "dossier.received.dlq",
+        "dossier.status.dlq",
+        "dossier.closed.dlq",
+        "handoff.outcome.dlq",
+    } <= specs.keys()
     assert len(specs) == len(all_topics()), "topic names are unique"
+    replay_log = specs.pop("dlq.replays")
+    assert replay_log.cleanup_policy is CleanupPolicy.COMPACT, "one entry per replayed dead letter, kept"
     assert all(spec.cleanup_policy is CleanupPolicy.DELETE for spec in specs.values())
     assert specs["dossier.received"].configs() == {
         "retention.ms": str(14 * DAY_MS),

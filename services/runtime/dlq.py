@@ -1,0 +1,198 @@
+"""Dead letters for operators: list them, inspect one, replay a selection — the code behind
+``lienthong dlq`` (and, later, the supervision page's replay button).
+
+A replay puts the original record back on the topic it failed on (a handoff that failed on a delay tier
+goes back to its agency's request topic), with the ``lienthong-replay-id`` header naming the dead letter.
+Each replay is recorded, keyed by that id, on the compacted ``dlq.replays`` topic: replaying the same
+dead letter again is skipped, and consumers dedupe a replayed delivery by that id as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.topics import DLQ_REPLAYS, DLQ_SUFFIX, TopicSpec, all_topics
+from services.runtime import deadletter, headers
+
+_RETRY_SUFFIX = re.compile(r"\.retry\.[0-9]+[smh]$")
+_AGENCY_TOPIC = re.compile(r"handoff\.([a-z_]+)\.requested")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @property
+    def id(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @property
+    def original_topic(self) -> str:
+        return self.headers.get(deadletter.ORIGINAL_TOPIC, self.topic.removesuffix(DLQ_SUFFIX))
+
+    @property
+    def replay_topic(self) -> str:
+        """Where a replay goes: the topic it failed on, but never back onto a delay tier."""
+        return _RETRY_SUFFIX.sub("", self.original_topic)
+
+    @property
+    def agency(self) -> str | None:
+        match = _AGENCY_TOPIC.search(self.topic)
+        return match.group(1) if match else None
+
+    @property
+    def error_class(self) -> str:
+        return self.headers.get(deadletter.ERROR_CLASS, "unknown")
+
+    @property
+    def message(self) -> str:
+        return self.headers.get(deadletter.EXCEPTION_MESSAGE, "")
+
+    @property
+    def attempts(self) -> int:
+        value = self.headers.get(deadletter.ATTEMPTS, "1")
+        return int(value) if value.isdigit() else 1
+
+    def replay_headers(self) -> dict[str, str]:
+        kept = {
+            k: v
+            for k, v in self.headers.items()
+            if not k.startswith("kafka_dlt-") and k not in headers.RUNTIME_HEADERS
+        }
+        return kept | {headers.REPLAY_ID: self.id}
+
+
+def dlq_topics(prefix: str = "") -> list[TopicSpec]:
+    return [spec for spec in all_topics(prefix) if spec.name.endswith(DLQ_SUFFIX)]
+
+
+async def _read_all(bootstrap: str, topics: Sequence[TopicSpec], **options: Any) -> list[Any]:
+    """Every record now on ``topics``, read without a consumer group (reading commits nothing).
+
+    Partitions come from the topic registry: a consumer that has not subscribed knows none."""
+    partitions = [TopicPartition(spec.name, p) for spec in topics for p in range(spec.partitions)]
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        remaining = {p for p in partitions if ends[p] > starts[p]}
+        for partition in remaining:
+            consumer.seek(partition, starts[partition])
+        records: list[Any] = []
+        deadline = time.monotonic() + 30
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for partition, found in batch.items():
+                records += found
+                if found and found[-1].offset + 1 >= ends[partition]:
+                    remaining.discard(partition)
+        if remaining:
+            raise TimeoutError(f"could not read {len(remaining)} dead-letter partition(s) to their end")
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def read_dead_letters(bootstrap: str, prefix: str = "", **options: Any) -> list[DeadLetter]:
+    raw = await _read_all(bootstrap, dlq_topics(prefix), **options)
+    letters = [
+        DeadLetter(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            timestamp=datetime.fromtimestamp(r.timestamp / 1000, UTC),
+            key=r.key,
+            value=r.value or b"",
+            headers={k: v.decode(errors="replace") for k, v in r.headers},
+        )
+        for r in raw
+    ]
+    return sorted(letters, key=lambda letter: letter.timestamp)
+
+
+async def replayed_ids(bootstrap: str, prefix: str = "", **options: Any) -> set[str]:
+    log_topic = [spec for spec in all_topics(prefix) if spec.name == prefix + DLQ_REPLAYS]
+    return {r.key.decode() for r in await _read_all(bootstrap, log_topic, **options) if r.key}
+
+
+def select(
+    letters: Iterable[DeadLetter],
+    *,
+    ids: Sequence[str] = (),
+    agency: str | None = None,
+    error_class: str | None = None,
+    since: datetime | None = None,
+) -> list[DeadLetter]:
+    return [
+        letter
+        for letter in letters
+        if (not ids or letter.id in ids)
+        and (agency is None or letter.agency == agency)
+        and (error_class is None or letter.error_class == error_class)
+        and (since is None or letter.timestamp >= since)
+    ]
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    replayed: list[str]
+    skipped: list[str]  # replayed before
+
+
+async def replay(
+    bootstrap: str,
+    letters: Sequence[DeadLetter],
+    *,
+    prefix: str = "",
+    rate_per_s: float = 20.0,
+    operator: str = "cli",
+    **options: Any,
+) -> ReplayReport:
+    """Replays ``letters`` at most ``rate_per_s`` a second; each dead letter at most once."""
+    done = await replayed_ids(bootstrap, prefix, **options)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options)
+    await producer.start()
+    replayed: list[str] = []
+    skipped: list[str] = []
+    try:
+        for letter in letters:
+            if letter.id in done:
+                skipped.append(letter.id)
+                continue
+            record_headers = [(k, v.encode()) for k, v in letter.replay_headers().items()]
+            await producer.send_and_wait(
+                letter.replay_topic, letter.value, key=letter.key, headers=record_headers
+            )
+            log_entry = {
+                "replayed_at": datetime.now(UTC).isoformat(),
+                "to_topic": letter.replay_topic,
+                "error_class": letter.error_class,
+                "operator": operator,
+            }
+            await producer.send_and_wait(
+                prefix + DLQ_REPLAYS, json.dumps(log_entry).encode(), key=letter.id.encode()
+            )
+            replayed.append(letter.id)
+            await asyncio.sleep(1.0 / rate_per_s)
+    finally:
+        await producer.stop()
+    return ReplayReport(replayed, skipped)

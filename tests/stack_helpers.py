@@ -1,0 +1,83 @@
+"""Helpers for tests that run the whole stack: waiting on the tracker, counting records on Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.topics import all_topics
+from services.stack.traffic import Submitted, Traffic
+
+
+async def wait_until_closed(
+    traffic: Traffic, tracker_url: str, dossiers: list[Submitted], within_s: float
+) -> dict[str, Any]:
+    """Pays tax notices as citizens would, until the tracker shows every dossier closed."""
+    deadline = time.monotonic() + within_s
+    details: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        while time.monotonic() < deadline:
+            await traffic.pay_waiting_notices()
+            for dossier in dossiers:
+                answer = await http.get(f"{tracker_url}/dossiers/{dossier.dossier_id}")
+                if answer.status_code == 200:
+                    details[dossier.dossier_id] = answer.json()
+            if len(details) == len(dossiers) and all(d["closed"] for d in details.values()):
+                return details
+            await asyncio.sleep(0.2)
+    open_ones = {
+        k: (v["status"], [(leg["step_id"], leg["state"]) for leg in v["legs"]])
+        for k, v in details.items()
+        if not v["closed"]
+    }
+    raise AssertionError(f"not closed within {within_s} s: {open_ones}; seen {len(details)}/{len(dossiers)}")
+
+
+async def received_count(bootstrap: str, topic: str) -> int:
+    """Records ever written to ``topic`` (end minus beginning offsets over its partitions)."""
+    spec = next(t for prefix in _prefixes(topic) for t in all_topics(prefix) if t.name == topic)
+    partitions = [TopicPartition(topic, p) for p in range(spec.partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        return sum(ends[p] - starts[p] for p in partitions)
+    finally:
+        await consumer.stop()
+
+
+async def tracker_knows(tracker_url: str, dossier_id: str, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        while time.monotonic() < deadline:
+            if (await http.get(f"{tracker_url}/dossiers/{dossier_id}")).status_code == 200:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the tracker never saw dossier {dossier_id}")
+
+
+def _prefixes(topic: str) -> list[str]:
+    """Every prefix under which ``topic`` could be a declared topic name."""
+    return [topic[:i] for i in range(len(topic)) if i == 0 or topic[i - 1] == "."]
+
+
+async def tracker_detail(tracker_url: str, dossier_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        answer = await http.get(f"{tracker_url}/dossiers/{dossier_id}")
+        answer.raise_for_status()
+        return answer.json()  # type: ignore[no-any-return]
+
+
+async def wait_for(condition: Any, within_s: float, what: str, interval_s: float = 0.2) -> None:
+    """Awaits ``condition()`` (async, truthy when met) until ``within_s`` seconds have passed."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"{what} did not happen within {within_s} s")
