@@ -19,8 +19,10 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lienthong run
 
+# The quick suite, then the fault-injection scenarios (SIGKILLs, outages, poison; marked `faults`).
 test: $(STAMP)
 	$(BIN)/pytest
+	$(BIN)/pytest -m faults -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -96,16 +96,24 @@ async def assert_no_duplicate_side_effects(stack: LocalStack, submitted: list[Su
     return {"marriages": len(ours), "transfers": len(parcels)}
 
 
-async def killer(stack: LocalStack, stop: asyncio.Event, kills: Counter[str], rng: random.Random) -> None:
-    """SIGKILLs a random service every second or so and starts it again at once."""
+async def killer(
+    stack: LocalStack, stop: asyncio.Event, covered: asyncio.Event, kills: Counter[str], rng: random.Random
+) -> None:
+    """SIGKILLs one service at a random moment every second or so, and starts it again at once; each
+    round of kills goes through every service once, in a random order."""
+    order: list[str] = []
     while not stop.is_set():
-        await asyncio.sleep(rng.uniform(0.5, 1.5))
-        name = rng.choice(KILLABLE)
+        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        if not order:
+            order = rng.sample(KILLABLE, len(KILLABLE))
+        name = order.pop()
         process = stack.processes[name]
         process.kill()
         kills[name] += 1
         await asyncio.to_thread(process.start)
         await asyncio.to_thread(process.wait_healthy, 60)
+        if len(kills) == len(KILLABLE):
+            covered.set()
 
 
 async def test_sigkill_every_service_at_random_during_500_dossiers(
@@ -113,14 +121,15 @@ async def test_sigkill_every_service_at_random_during_500_dossiers(
 ) -> None:
     rng = random.Random(500)
     kills: Counter[str] = Counter()
-    stop = asyncio.Event()
-    chaos = asyncio.create_task(killer(stack, stop, kills, rng))
+    stop, covered = asyncio.Event(), asyncio.Event()
+    chaos = asyncio.create_task(killer(stack, stop, covered, kills, rng))
     submitted: list[Submitted] = []
     started = time.monotonic()
     try:
-        for index in range(500):
+        for index in range(500):  # about 20 dossiers a second, so that the kills fall all along the run
             submitted.append(await (traffic.land_transfer() if index % 5 == 0 else traffic.marriage()))
-        await asyncio.sleep(3)  # a few more kills while the last dossiers are in flight
+            await asyncio.sleep(max(0.0, started + (index + 1) / 20 - time.monotonic()))
+        await asyncio.wait_for(covered.wait(), timeout=120)  # every service killed at least once
     finally:
         stop.set()
         await chaos
