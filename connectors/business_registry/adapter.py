@@ -12,76 +12,37 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import httpx
-from pydantic import Field, ValidationError
-from pydantic_core import to_json
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult
+from connectors.base import Completed, HandoffRequest, HandoffResult
 from connectors.business_registry.client import AGENCY, BusinessRegistryClient
 from connectors.errors import AgencyProtocolError
+from connectors.http_connector import AgencySettings, HttpConnector, parse_form
 from schemas.agencies import Agency
 from schemas.forms import HouseholdBusinessForm
 
 
-class BusinessRegistrySettings(BaseSettings):
+class BusinessRegistrySettings(AgencySettings):
     """From ``LIENTHONG_BUSINESS_REGISTRY_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_BUSINESS_REGISTRY_", extra="ignore")
 
     url: str = "http://127.0.0.1:8205"
-    timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to the registration office")
 
 
-def parse_form(request: HandoffRequest) -> HouseholdBusinessForm:
-    """The request's form; a form that does not fit breaks the handoff contract."""
-    try:
-        return HouseholdBusinessForm.model_validate_json(to_json(request.form))
-    except ValidationError as exc:
-        raise AgencyProtocolError(
-            f"{request.action}: the {request.form_kind!r} form is not a valid HouseholdBusinessForm: "
-            f"{exc.errors(include_input=False, include_url=False)}",
-            agency=AGENCY,
-        ) from exc
-
-
-class BusinessRegistryConnector(Connector):
+class BusinessRegistryConnector(HttpConnector[BusinessRegistrySettings, BusinessRegistryClient]):
     agency: ClassVar[Agency] = Agency.BUSINESS_REGISTRY
     actions: ClassVar[frozenset[str]] = frozenset({"register_household_business"})
 
-    def __init__(
-        self,
-        settings: BusinessRegistrySettings | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.settings = settings or BusinessRegistrySettings()
-        self._transport = transport
-        self._client: BusinessRegistryClient | None = None
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = BusinessRegistryClient(
-                self.settings.url, timeout=self.settings.timeout_s, transport=self._transport
-            )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    @property
-    def client(self) -> BusinessRegistryClient:
-        if self._client is None:
-            raise RuntimeError("BusinessRegistryConnector.start() was not called")
-        return self._client
+    settings_class = BusinessRegistrySettings
+    client_class = BusinessRegistryClient
 
     async def handle(self, request: HandoffRequest) -> HandoffResult:
         if request.action != "register_household_business":
             raise AgencyProtocolError(
                 f"the business registry does not serve {request.action!r}", agency=AGENCY
             )
-        form = parse_form(request)
+        form = parse_form(request, HouseholdBusinessForm, agency=AGENCY)
         body = {
             "dossier_code": request.dossier_code,
             "business_name": form.business_name,

@@ -26,21 +26,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import to_json
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Pending
+from connectors.base import Completed, HandoffRequest, HandoffResult, Pending
 from connectors.errors import AgencyProtocolError, AgencyUnavailable
+from connectors.http_connector import AgencySettings, HttpConnector, parse_form
 from connectors.land.client import AGENCY, Job, LandClient
 from schemas.agencies import Agency
 from schemas.forms import FirstLandCertificateForm, LandTransferForm
 
-F = TypeVar("F", bound=BaseModel)
 StartJob = Callable[[str], Awaitable[Job]]
 
 MAX_JOB_ATTEMPTS: Final = 3
@@ -48,27 +46,14 @@ CHECK_KINDS: Final = frozenset({"transfer_check", "first_certificate_check"})
 CERTIFICATE_KINDS: Final = frozenset({"transfer_registration", "first_certificate"})
 
 
-class LandSettings(BaseSettings):
+class LandSettings(AgencySettings):
     """From ``LIENTHONG_LAND_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_LAND_", extra="ignore")
 
     url: str = "http://127.0.0.1:8200"
-    timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to the land office")
     wait_s: float = Field(default=2.0, ge=0, description="how long handle() waits for a job before Pending")
     job_poll_interval_s: float = Field(default=0.05, gt=0, description="job polling while waiting")
-
-
-def parse_form(request: HandoffRequest, model: type[F]) -> F:
-    """The request's form as ``model``; a form that does not fit breaks the handoff contract."""
-    try:
-        return model.model_validate_json(to_json(request.form))
-    except ValidationError as exc:
-        raise AgencyProtocolError(
-            f"{request.action}: the {request.form_kind!r} form is not a valid {model.__name__}: "
-            f"{exc.errors(include_input=False, include_url=False)}",
-            agency=AGENCY,
-        ) from exc
 
 
 def payment_reference(request: HandoffRequest) -> str:
@@ -101,42 +86,21 @@ def parse_poll_token(token: str) -> tuple[str, dict[str, int]]:
     return job_id, extras
 
 
-class LandConnector(Connector):
+class LandConnector(HttpConnector[LandSettings, LandClient]):
     agency: ClassVar[Agency] = Agency.LAND
     actions: ClassVar[frozenset[str]] = frozenset(
         {"check_transfer", "register_transfer", "verify_first_certificate", "issue_first_certificate"}
     )
 
-    def __init__(
-        self, settings: LandSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self.settings = settings or LandSettings()
-        self._transport = transport
-        self._client: LandClient | None = None
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = LandClient(
-                self.settings.url, timeout=self.settings.timeout_s, transport=self._transport
-            )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    @property
-    def client(self) -> LandClient:
-        if self._client is None:
-            raise RuntimeError("LandConnector.start() was not called")
-        return self._client
+    settings_class = LandSettings
+    client_class = LandClient
 
     async def handle(self, request: HandoffRequest) -> HandoffResult:
         land = self.client
         extras: dict[str, int] = {}
         start: StartJob
         if request.action in ("check_transfer", "register_transfer"):
-            transfer = parse_form(request, LandTransferForm)
+            transfer = parse_form(request, LandTransferForm, agency=AGENCY)
             if request.action == "check_transfer":
                 extras = {"declared_value_vnd": transfer.declared_value_vnd}
 
@@ -164,7 +128,7 @@ class LandConnector(Connector):
                     )
 
         elif request.action in ("verify_first_certificate", "issue_first_certificate"):
-            first = parse_form(request, FirstLandCertificateForm)
+            first = parse_form(request, FirstLandCertificateForm, agency=AGENCY)
             if request.action == "verify_first_certificate":
 
                 def start(key: str) -> Awaitable[Job]:

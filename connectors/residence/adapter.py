@@ -14,88 +14,39 @@ registered, already removed) is ``AgencyRejected`` with the police's Vietnamese 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
 
-import httpx
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import to_json
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult
+from connectors.base import Completed, HandoffRequest, HandoffResult
 from connectors.errors import AgencyProtocolError
+from connectors.http_connector import AgencySettings, HttpConnector, earlier_result, parse_form
 from connectors.residence.client import AGENCY, ResidenceClient
 from schemas.agencies import Agency
 from schemas.forms import BirthForm, DeathForm
 
-F = TypeVar("F", bound=BaseModel)
 
-
-class ResidenceSettings(BaseSettings):
+class ResidenceSettings(AgencySettings):
     """From ``LIENTHONG_RESIDENCE_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_RESIDENCE_", extra="ignore")
 
     url: str = "http://127.0.0.1:8203"
-    timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to the police system")
 
 
-def parse_form(request: HandoffRequest, model: type[F]) -> F:
-    """The request's form as ``model``; a form that does not fit breaks the handoff contract."""
-    try:
-        return model.model_validate_json(to_json(request.form))
-    except ValidationError as exc:
-        raise AgencyProtocolError(
-            f"{request.action}: the {request.form_kind!r} form is not a valid {model.__name__}: "
-            f"{exc.errors(include_input=False, include_url=False)}",
-            agency=AGENCY,
-        ) from exc
-
-
-def earlier_result(request: HandoffRequest, *keys: str) -> dict[str, Any]:
-    """The one earlier leg's result holding every key in ``keys`` (found by content, never by step id)."""
-    found = [result for result in request.inputs.values() if all(result.get(key) for key in keys)]
-    if len(found) != 1:
-        raise AgencyProtocolError(
-            f"{request.action} needs exactly one earlier result with {', '.join(keys)}, found {len(found)}",
-            agency=AGENCY,
-        )
-    return found[0]
-
-
-class ResidenceConnector(Connector):
+class ResidenceConnector(HttpConnector[ResidenceSettings, ResidenceClient]):
     agency: ClassVar[Agency] = Agency.RESIDENCE
     actions: ClassVar[frozenset[str]] = frozenset(
         {"register_permanent_residence", "remove_permanent_residence"}
     )
 
-    def __init__(
-        self, settings: ResidenceSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self.settings = settings or ResidenceSettings()
-        self._transport = transport
-        self._client: ResidenceClient | None = None
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = ResidenceClient(
-                self.settings.url, timeout=self.settings.timeout_s, transport=self._transport
-            )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    @property
-    def client(self) -> ResidenceClient:
-        if self._client is None:
-            raise RuntimeError("ResidenceConnector.start() was not called")
-        return self._client
+    settings_class = ResidenceSettings
+    client_class = ResidenceClient
 
     async def handle(self, request: HandoffRequest) -> HandoffResult:
         if request.action == "register_permanent_residence":
-            birth = parse_form(request, BirthForm)
-            registered = earlier_result(request, "child_personal_id", "registration_no")
+            birth = parse_form(request, BirthForm, agency=AGENCY)
+            registered = earlier_result(request, "child_personal_id", "registration_no", agency=AGENCY)
             filing = await self.client.register_permanent_residence(
                 citizen_id=str(registered["child_personal_id"]),
                 full_name=birth.child_full_name,
@@ -109,8 +60,8 @@ class ResidenceConnector(Connector):
                 reference=filing.record_no,
             )
         if request.action == "remove_permanent_residence":
-            death = parse_form(request, DeathForm)
-            registered = earlier_result(request, "registration_no")
+            death = parse_form(request, DeathForm, agency=AGENCY)
+            registered = earlier_result(request, "registration_no", agency=AGENCY)
             filing = await self.client.remove_permanent_residence(
                 citizen_id=death.deceased.citizen_id,
                 full_name=death.deceased.full_name,

@@ -12,90 +12,38 @@ once, with the agency's request id as poll token and reference; :meth:`poll` ans
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
 
-import httpx
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import to_json
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Pending, Rejected
+from connectors.base import Completed, HandoffRequest, HandoffResult, Pending, Rejected
 from connectors.errors import AgencyProtocolError
+from connectors.http_connector import AgencySettings, HttpConnector, earlier_result, parse_form
 from connectors.social_insurance.client import AGENCY, Insured, SocialInsuranceClient
 from schemas.agencies import Agency
 from schemas.forms import BirthForm, DeathForm
 
-F = TypeVar("F", bound=BaseModel)
 
-
-class SocialInsuranceSettings(BaseSettings):
+class SocialInsuranceSettings(AgencySettings):
     """From ``LIENTHONG_SOCIAL_INSURANCE_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_SOCIAL_INSURANCE_", extra="ignore")
 
     url: str = "http://127.0.0.1:8204"
-    timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to social insurance")
 
 
-def parse_form(request: HandoffRequest, model: type[F]) -> F:
-    """The request's form as ``model``; a form that does not fit breaks the handoff contract."""
-    try:
-        return model.model_validate_json(to_json(request.form))
-    except ValidationError as exc:
-        raise AgencyProtocolError(
-            f"{request.action}: the {request.form_kind!r} form is not a valid {model.__name__}: "
-            f"{exc.errors(include_input=False, include_url=False)}",
-            agency=AGENCY,
-        ) from exc
-
-
-def earlier_result(request: HandoffRequest, *keys: str) -> dict[str, Any]:
-    """The one earlier leg's result holding every key in ``keys`` (found by content, never by step id)."""
-    found = [result for result in request.inputs.values() if all(result.get(key) for key in keys)]
-    if len(found) != 1:
-        raise AgencyProtocolError(
-            f"{request.action} needs exactly one earlier result with {', '.join(keys)}, found {len(found)}",
-            agency=AGENCY,
-        )
-    return found[0]
-
-
-class SocialInsuranceConnector(Connector):
+class SocialInsuranceConnector(HttpConnector[SocialInsuranceSettings, SocialInsuranceClient]):
     agency: ClassVar[Agency] = Agency.SOCIAL_INSURANCE
     actions: ClassVar[frozenset[str]] = frozenset({"issue_child_health_card", "pay_funeral_allowance"})
 
-    def __init__(
-        self,
-        settings: SocialInsuranceSettings | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.settings = settings or SocialInsuranceSettings()
-        self._transport = transport
-        self._client: SocialInsuranceClient | None = None
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = SocialInsuranceClient(
-                self.settings.url, timeout=self.settings.timeout_s, transport=self._transport
-            )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    @property
-    def client(self) -> SocialInsuranceClient:
-        if self._client is None:
-            raise RuntimeError("SocialInsuranceConnector.start() was not called")
-        return self._client
+    settings_class = SocialInsuranceSettings
+    client_class = SocialInsuranceClient
 
     async def handle(self, request: HandoffRequest) -> HandoffResult:
         key = request.handoff_id
         if request.action == "issue_child_health_card":
-            birth = parse_form(request, BirthForm)
-            registered = earlier_result(request, "child_personal_id", "registration_no")
+            birth = parse_form(request, BirthForm, agency=AGENCY)
+            registered = earlier_result(request, "child_personal_id", "registration_no", agency=AGENCY)
             child = Insured(
                 personal_id=str(registered["child_personal_id"]),
                 full_name=birth.child_full_name,
@@ -110,8 +58,8 @@ class SocialInsuranceConnector(Connector):
                 idempotency_key=key,
             )
         elif request.action == "pay_funeral_allowance":
-            death = parse_form(request, DeathForm)
-            registered = earlier_result(request, "registration_no")
+            death = parse_form(request, DeathForm, agency=AGENCY)
+            registered = earlier_result(request, "registration_no", agency=AGENCY)
             beneficiary = death.allowance_beneficiary or death.declarant
             accepted = await self.client.submit_funeral_allowance(
                 dossier_code=request.dossier_code,

@@ -19,15 +19,14 @@ The payer on the notice is the transferor (who owes the income tax) or the appli
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_core import to_json
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, WaitingOnCitizen
+from connectors.base import Completed, HandoffRequest, HandoffResult, WaitingOnCitizen
 from connectors.errors import AgencyProtocolError
+from connectors.http_connector import AgencySettings, HttpConnector, parse_form
 from connectors.tax.client import (
     AGENCY,
     CadastralSlip,
@@ -40,16 +39,13 @@ from schemas.agencies import Agency
 from schemas.forms import FirstLandCertificateForm, HouseholdBusinessForm, LandTransferForm
 from schemas.values import Person
 
-F = TypeVar("F", bound=BaseModel)
 
-
-class TaxSettings(BaseSettings):
+class TaxSettings(AgencySettings):
     """From ``LIENTHONG_TAX_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_TAX_", extra="ignore")
 
     url: str = "http://127.0.0.1:8201"
-    timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to the tax authority")
 
 
 class _LandSlip(BaseModel):
@@ -59,18 +55,6 @@ class _LandSlip(BaseModel):
     parcel_id: str = Field(min_length=1)
     area_m2: float = Field(gt=0)
     assessed_value_vnd: int | None = Field(default=None, ge=0)
-
-
-def parse_form(request: HandoffRequest, model: type[F]) -> F:
-    """The request's form as ``model``; a form that does not fit breaks the handoff contract."""
-    try:
-        return model.model_validate_json(to_json(request.form))
-    except ValidationError as exc:
-        raise AgencyProtocolError(
-            f"{request.action}: the {request.form_kind!r} form is not a valid {model.__name__}: "
-            f"{exc.errors(include_input=False, include_url=False)}",
-            agency=AGENCY,
-        ) from exc
 
 
 def land_slip(request: HandoffRequest) -> _LandSlip:
@@ -122,44 +106,23 @@ def notice_outcome(notice: PaymentNotice) -> WaitingOnCitizen | Completed:
     )
 
 
-class TaxConnector(Connector):
+class TaxConnector(HttpConnector[TaxSettings, TaxClient]):
     agency: ClassVar[Agency] = Agency.TAX
     actions: ClassVar[frozenset[str]] = frozenset(
         {"assess_transfer_obligations", "assess_first_certificate_fees", "register_household_tax"}
     )
 
-    def __init__(
-        self, settings: TaxSettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self.settings = settings or TaxSettings()
-        self._transport = transport
-        self._client: TaxClient | None = None
-
-    async def start(self) -> None:
-        if self._client is None:
-            self._client = TaxClient(
-                self.settings.url, timeout=self.settings.timeout_s, transport=self._transport
-            )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    @property
-    def client(self) -> TaxClient:
-        if self._client is None:
-            raise RuntimeError("TaxConnector.start() was not called")
-        return self._client
+    settings_class = TaxSettings
+    client_class = TaxClient
 
     async def handle(self, request: HandoffRequest) -> HandoffResult:
         if request.action == "assess_transfer_obligations":
-            transfer = parse_form(request, LandTransferForm)
+            transfer = parse_form(request, LandTransferForm, agency=AGENCY)
             return await self._assess(
                 request, "chuyen_nhuong", transfer.declared_value_vnd, transfer.transferor
             )
         if request.action == "assess_first_certificate_fees":
-            first = parse_form(request, FirstLandCertificateForm)
+            first = parse_form(request, FirstLandCertificateForm, agency=AGENCY)
             assessed = land_slip(request).assessed_value_vnd
             value = assessed if assessed is not None else first.land_value_vnd
             return await self._assess(request, "cap_lan_dau", value, first.applicant)
@@ -188,7 +151,7 @@ class TaxConnector(Connector):
         return notice_outcome(notice)
 
     async def _register_household(self, request: HandoffRequest) -> HandoffResult:
-        form = parse_form(request, HouseholdBusinessForm)
+        form = parse_form(request, HouseholdBusinessForm, agency=AGENCY)
         registration = HouseholdRegistration(
             dossier_code=request.dossier_code,
             business_name=form.business_name,

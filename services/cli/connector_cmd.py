@@ -71,8 +71,9 @@ def _values(agency: str) -> dict[str, str]:
         "port": str(port),
         "agency_member": member,
         "adapter_imports": _imports(
-            ("connectors.base", "Completed, Connector, HandoffRequest, HandoffResult"),
+            ("connectors.base", "Completed, HandoffRequest, HandoffResult"),
             ("connectors.errors", "AgencyProtocolError"),
+            ("connectors.http_connector", "AgencySettings, HttpConnector, parse_form"),
             (f"{package}.client", f"AGENCY, {camel}Client"),
             ("schemas.agencies", "Agency"),
         ),
