@@ -106,7 +106,7 @@ class Sex(StrEnum):
 
 # --- citizen id -------------------------------------------------------------------------------
 
-_CITIZEN_ID_RE: Final = re.compile(r"\d{12}")
+_CITIZEN_ID_RE: Final = re.compile(r"[0-9]{12}")  # ASCII only: re's \d also matches other scripts' digits
 
 
 def _check_citizen_id(value: str) -> str:

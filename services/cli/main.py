@@ -6,10 +6,13 @@ import typer
 
 from services.cli import (
     asyncapi_cmd,
+    audit_cmd,
+    bench_cmd,
     broker_cmd,
     catalog_cmd,
     connector_cmd,
     dlq_cmd,
+    keys_cmd,
     run_cmd,
     schemas_cmd,
     topics_cmd,
@@ -29,3 +32,6 @@ app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(dlq_cmd.app, name="dlq")
 app.add_typer(asyncapi_cmd.app, name="asyncapi")
 app.add_typer(connector_cmd.app, name="connector")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(bench_cmd.app, name="bench")

@@ -14,13 +14,23 @@ def run(
     duration: float = typer.Option(0.0, help="Stop after this many seconds (0: run until Ctrl-C)."),
     work_dir: Path = typer.Option(Path("var/run"), help="Where the stores, logs and broker data go."),
     seed: int = typer.Option(2026, help="Seed of the sample traffic."),
+    faults: bool = typer.Option(True, "--faults/--no-faults", help="Inject the scheduled agency faults."),
+    prometheus: bool = typer.Option(False, "--prometheus", help="Also run a local Prometheus if installed."),
 ) -> None:
     """Start the broker, the agency sandboxes and every service, and feed sample dossiers."""
     from services.stack.run import RunOptions
     from services.stack.run import run as run_stack
 
     try:
-        run_stack(RunOptions(work_dir=work_dir, rate_per_s=rate, duration_s=duration, seed=seed), typer.echo)
+        options = RunOptions(
+            work_dir=work_dir,
+            rate_per_s=rate,
+            duration_s=duration,
+            seed=seed,
+            faults=faults,
+            prometheus=prometheus,
+        )
+        run_stack(options, typer.echo)
     except BrokerError as error:
         typer.secho(str(error), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

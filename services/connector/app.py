@@ -17,7 +17,7 @@ from services.runtime.metrics import Service
 from services.runtime.outbox import OutboxRelay
 from services.runtime.retry import BlipRetry
 from services.runtime.service import build_service_app
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceSettings, client_security_options
 from services.runtime.tracing import traced_sender
 
 
@@ -81,6 +81,7 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         bootstrap_servers=settings.bootstrap_servers,
         topics=host.retry_topics,
         group_id=f"{group}-retry",
+        client_options=client_security_options(settings),
         process=lambda record: consumer.process(record, host.on_request),
     )
     broker.publisher(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from services.localkafka.errors import BrokerError
 from services.localkafka.jars import KafkaDistribution, require_java, resolve_distribution
@@ -41,17 +43,47 @@ _LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
-    """The settings of a single-node KRaft broker on which transactions work."""
+ADMIN = "admin"
+SCRAM = "SCRAM-SHA-512"
+
+
+def sasl_properties(admin_password: str) -> dict[str, str]:
+    """What turns the client listener into SASL_PLAINTEXT + SCRAM-SHA-512 with ACLs enforced.
+
+    The controller listener stays PLAINTEXT on 127.0.0.1; in this combined broker+controller node the
+    broker reaches its own controller over it as ``User:ANONYMOUS``, which must therefore be a super
+    user. Clients only ever reach the SASL listener, where nobody is anonymous.
+    """
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        f' username="{ADMIN}" password="{admin_password}";'
+    )
     return {
+        "sasl.enabled.mechanisms": SCRAM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def server_properties(
+    data_dir: Path, port: int, controller_port: int, *, sasl_admin_password: str | None = None
+) -> dict[str, str]:
+    """The settings of a single-node KRaft broker on which transactions work (with SASL and ACLs when
+    ``sasl_admin_password`` is given)."""
+    client = "SASL_PLAINTEXT" if sasl_admin_password is not None else "PLAINTEXT"
+    extra = sasl_properties(sasl_admin_password) if sasl_admin_password is not None else {}
+    return extra | {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": f"{client}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{client}://{HOST}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{client}:{client}",
         "log.dirs": str(data_dir / "kraft-logs"),
         "num.partitions": "1",
         # The services create their declared topics (schemas.topics) with the right partitions and
@@ -94,10 +126,12 @@ def _run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
     return box["value"]  # type: ignore[no-any-return]
 
 
-async def _answers_metadata(bootstrap: str, request_timeout: float) -> bool:
+async def _answers_metadata(bootstrap: str, request_timeout: float, security: dict[str, Any]) -> bool:
     from aiokafka import AIOKafkaClient  # imported lazily: the CLI's other commands don't need it
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout * 1000))
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout * 1000), **security
+    )
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
@@ -108,9 +142,26 @@ async def _answers_metadata(bootstrap: str, request_timeout: float) -> bool:
         await client.close()
 
 
-def answers_metadata(bootstrap: str, timeout: float = 5.0) -> bool:
-    """Whether a broker at ``bootstrap`` answers a metadata request (stronger than an open port)."""
-    return _run_blocking(_answers_metadata(bootstrap, timeout))
+def answers_metadata(bootstrap: str, timeout: float = 5.0, **security: Any) -> bool:
+    """Whether a broker at ``bootstrap`` answers a metadata request (stronger than an open port);
+    ``security``: aiokafka's SASL/TLS keyword arguments, for a secured broker."""
+    return _run_blocking(_answers_metadata(bootstrap, timeout, security))
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ALLOW rule: ``principal`` may ``operation`` on a topic or group (literal name or prefix)."""
+
+    principal: str  # the user name, without "User:"
+    resource: Literal["topic", "group", "transactional_id", "cluster"]
+    name: str
+    operation: Literal["read", "write", "describe", "create", "idempotent_write"]
+    prefixed: bool = False
+
+
+_RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4, "transactional_id": 5}
+_OPERATIONS = {"read": 3, "write": 4, "create": 5, "describe": 8, "idempotent_write": 12}
+_LITERAL, _PREFIXED, _ALLOW = 3, 4, 3
 
 
 class LocalKafkaBroker:
@@ -130,7 +181,14 @@ class LocalKafkaBroker:
         heap: str = "512m",
         die_with_parent: bool = True,
         distribution: KafkaDistribution | None = None,
+        sasl: bool = False,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
+        """``sasl``: clients must authenticate (SASL_PLAINTEXT, SCRAM-SHA-512) and ACLs are enforced;
+        the super user ``admin`` (password in :attr:`admin_password`) and ``scram_users`` (name →
+        password) are the credentials, added when the storage is formatted (the first start)."""
+        self.sasl = sasl
+        self.scram_users = dict(scram_users or {})
         self.work_dir = work_dir
         self.port = port or free_port(HOST)
         self.controller_port = controller_port or free_port(HOST)
@@ -142,6 +200,52 @@ class LocalKafkaBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def admin_password(self) -> str:
+        """The super user's password (made once per work directory, kept readable by its owner only)."""
+        path = self.work_dir / "sasl-admin.secret"
+        if not path.exists():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        return path.read_text(encoding="utf-8").strip()
+
+    def client_options(self, username: str | None = None, password: str | None = None) -> dict[str, Any]:
+        """aiokafka keyword arguments to reach this broker (as ``admin`` unless a user is given)."""
+        if not self.sasl:
+            return {}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": SCRAM,
+            "sasl_plain_username": username or ADMIN,
+            "sasl_plain_password": password if username else self.admin_password,
+        }
+
+    async def add_acls(self, acls: Sequence[Acl]) -> None:
+        """Create ALLOW rules, as the super user (Kafka's CreateAcls request)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.protocol.admin import CreateAclsRequest
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self.client_options())
+        await admin.start()
+        try:
+            for acl in acls:
+                request = CreateAclsRequest(
+                    _RESOURCE_TYPES[acl.resource],
+                    acl.name,
+                    _PREFIXED if acl.prefixed else _LITERAL,
+                    f"User:{acl.principal}",
+                    "*",
+                    _OPERATIONS[acl.operation],
+                    _ALLOW,
+                )
+                response = await admin._send_request(request)
+                for error_code, message in response.creation_responses:
+                    if error_code:
+                        raise BrokerError(f"creating {acl} failed: error {error_code} {message}")
+        finally:
+            await admin.close()
 
     @property
     def pid(self) -> int | None:
@@ -176,7 +280,12 @@ class LocalKafkaBroker:
     def _write_config(self) -> Path:
         (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.work_dir / "log4j2.xml").write_text(_LOG4J2_XML, encoding="utf-8")
-        props = server_properties(self.work_dir, self.port, self.controller_port)
+        props = server_properties(
+            self.work_dir,
+            self.port,
+            self.controller_port,
+            sasl_admin_password=self.admin_password if self.sasl else None,
+        )
         path = self.work_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
         return path
@@ -199,12 +308,23 @@ class LocalKafkaBroker:
             "-c",
             str(config),
             "--ignore-formatted",
+            *self._scram_arguments(),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
         if result.returncode != 0:
             raise BrokerError(
                 f"Formatting Kafka storage failed: {(result.stdout + result.stderr).strip()[-2000:]}"
             )
+
+    def _scram_arguments(self) -> list[str]:
+        if not self.sasl:
+            return []
+        users = {ADMIN: self.admin_password} | self.scram_users
+        return [
+            argument
+            for name, password in users.items()
+            for argument in ("--add-scram", f"{SCRAM}=[name={name},password={password}]")
+        ]
 
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker and return its bootstrap address once it answers metadata requests."""
@@ -241,7 +361,9 @@ class LocalKafkaBroker:
                     f"last lines of its log:\n{self.log_tail()}"
                 )
             # The PLAINTEXT socket opens only once the broker is ready; metadata then confirms it.
-            if port_open(HOST, self.port) and answers_metadata(self.bootstrap_servers):
+            if port_open(HOST, self.port) and answers_metadata(
+                self.bootstrap_servers, **self.client_options()
+            ):
                 return
             time.sleep(0.2)
         self.stop()

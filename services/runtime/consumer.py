@@ -14,22 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from schemas.agencies import Agency
 from schemas.envelope import Event, envelope_from_headers
 from schemas.errors import EventContractError, UnknownEventType
 from schemas.events import parse_event
 from schemas.topics import dlq_topic
-from services.runtime import headers
+from services.runtime import headers, signing
 from services.runtime.deadletter import Failure, dead_letter
-from services.runtime.metrics import METRICS, Service
+from services.runtime.metrics import METRICS, ErrorClass, Service
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord, raw_body
+from services.runtime.signing import SignatureError, Verifier
 from services.runtime.store import ProcessingStore, Write
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,18 @@ def dedupe_key(event: Event, record: ReceivedRecord) -> str:
     return key
 
 
+_AGENCY_TOPIC = re.compile(r"handoff\.([a-z_]+)\.(?:requested|retry)")
+
+
+def _count_dead_letter(topic: str, error_class: ErrorClass) -> None:
+    """Count a dead letter in ``lienthong_dead_letters_total``, under the agency whose topic it is."""
+    match = _AGENCY_TOPIC.search(topic)
+    if match is not None and match.group(1) in {a.value for a in Agency}:
+        METRICS.agency(match.group(1)).dead_lettered(error_class)
+    else:
+        METRICS.dead_lettered_without_agency(error_class)
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -80,10 +96,13 @@ class EventConsumer:
         observes: Sequence[str] = (),
         dlq_for: Callable[[str], str] = dlq_topic,
         on_poison: Callable[[str], None] | None = None,
+        verifier: Verifier | Literal["env"] | None = "env",
     ) -> None:
         """``observes``: topics this consumer only watches; their owner dead-letters their poison, so
         here it is logged and skipped, never dead-lettered a second time. ``dlq_for``: the dead-letter
-        topic of a consumed topic. ``on_poison``: told the error class of each dead letter (metrics)."""
+        topic of a consumed topic. ``on_poison``: told the error class of each dead letter (metrics).
+        ``verifier``: checks every event's signature (by default the process's, from
+        ``LIENTHONG_TRUST_STORE``; None verifies nothing)."""
         self.store = store
         self.relay = relay
         self.group_id = group_id
@@ -92,6 +111,9 @@ class EventConsumer:
         self.observes = frozenset(observes)
         self.dlq_for = dlq_for
         self.on_poison = on_poison
+        self.verifier = signing.process_verifier() if verifier == "env" else verifier
+        if self.verifier is None:
+            log.warning("consumer group %s does not verify event signatures (no trust store)", group_id)
         # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
         self.metrics = METRICS.service(service or group_id.rsplit(".", 1)[-1].split("-")[0])
 
@@ -120,13 +142,17 @@ class EventConsumer:
             raise UnknownEventType(f"{event.event_type} (not accepted on {record.topic})")
         if record.key != str(event.dossier_id).encode():
             raise KeyMismatch("the record key is not the event's dossier_id")
+        if self.verifier is not None:  # after the contract checks: the signature covers a parsed event
+            self.verifier.verify(event)
         return event
 
     def _poison(self, record: ReceivedRecord, error: EventContractError) -> list[OutgoingRecord]:
+        error_class = ErrorClass.SIGNATURE if isinstance(error, SignatureError) else ErrorClass.POISON
         self.metrics.poison_records.inc()
         owned = record.topic not in self.observes
         log.warning(
-            "poison record %s: %s",
+            "%s record %s: %s",
+            "badly signed" if error_class is ErrorClass.SIGNATURE else "poison",
             "dead-lettered" if owned else "skipped (its owner dead-letters it)",
             str(error)[:200],
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
@@ -134,8 +160,10 @@ class EventConsumer:
         if not owned:
             return []
         if self.on_poison is not None:
-            self.on_poison("poison")
-        return [dead_letter(record, Failure("poison", error), topic=self.dlq_for(record.topic))]
+            self.on_poison(error_class.value)
+        elif error_class is ErrorClass.SIGNATURE:
+            _count_dead_letter(record.topic, error_class)
+        return [dead_letter(record, Failure(error_class.value, error), topic=self.dlq_for(record.topic))]
 
     async def process(self, record: ReceivedRecord, handler: Handler) -> None:
         try:

@@ -13,7 +13,7 @@ from typing import Any, cast
 from faststream.kafka import KafkaBroker
 
 from services.runtime.outbox import OutgoingRecord, SendRecord
-from services.runtime.settings import KafkaSettings
+from services.runtime.settings import KafkaSettings, faststream_security
 
 
 def make_broker(
@@ -29,6 +29,7 @@ def make_broker(
         "enable_idempotence": True,
         "linger_ms": settings.linger_ms,
         "middlewares": tuple(middlewares),
+        "security": faststream_security(settings),  # SASL/TLS for real clusters; None on the local broker
         # FastStream logs every message at `log_level`: DEBUG keeps them out of production logs while
         # its errors (a handler that raised, a decoder that failed) are still logged.
         "logger": logging.getLogger("faststream"),

@@ -10,14 +10,19 @@ from faststream.kafka.message import KafkaMessage
 from faststream.message import StreamMessage
 
 from schemas.envelope import Event, event_headers, event_key, event_value
+from services.runtime import signing
 from services.runtime.outbox import OutgoingRecord
 
 
 def event_record(event: Event, topic: str) -> OutgoingRecord:
-    """The record that carries ``event``: keyed by dossier id, CloudEvents headers, JSON value."""
-    return OutgoingRecord(
-        topic=topic, key=event_key(event), value=event_value(event), headers=event_headers(event)
-    )
+    """The record that carries ``event``: keyed by dossier id, CloudEvents headers, JSON value; signed
+    with this process's key (every service emits through here: see :mod:`services.runtime.signing`)."""
+    event = signing.sign_if_configured(event)
+    headers = event_headers(event)
+    if event.signature is not None and event.key_id is not None:
+        headers[signing.CE_SIGNATURE] = event.signature
+        headers[signing.CE_KEYID] = event.key_id
+    return OutgoingRecord(topic=topic, key=event_key(event), value=event_value(event), headers=headers)
 
 
 async def raw_body(message: StreamMessage[object]) -> bytes:

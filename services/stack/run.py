@@ -1,4 +1,10 @@
-"""The main job: the local bus with a real broker, every service, sample traffic and a live summary."""
+"""The main job: the local bus with a real broker, every service, sample traffic and a live summary.
+
+A few faults are injected on a schedule (:data:`FAULTS`): an agency failing a share of its calls (the
+connector's in-process retries absorb it) and an agency down for a while (the handoffs go through the
+delayed retry tiers and complete once it is back). The summary shows them: per-agency call rates,
+retries (in-process and delayed) and dead letters, read from the connectors' ``/metrics``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,17 @@ import asyncio
 import contextlib
 import random
 import shutil
+import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.agencies import Agency
 from services.localkafka import daemon
@@ -29,6 +38,79 @@ class RunOptions:
     rate_per_s: float = 1.0
     duration_s: float = 0.0  # 0: until Ctrl-C
     seed: int = 2026
+    faults: bool = True  # inject the scheduled faults (FAULTS)
+    prometheus: bool = False  # also run a local Prometheus, when its binary is installed
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault a sandbox is told to inject (``PUT /_sandbox/faults``) ``at_s`` seconds into the run."""
+
+    at_s: float
+    agency: Agency
+    update: Mapping[str, Any]
+    says: str
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault(5, Agency.CIVIL_STATUS, {"failure_rate": 0.15}, "the civil-status registry fails 15% of its calls"),
+    Fault(20, Agency.TAX, {"down_for_s": 15}, "the tax authority is down for 15 s"),
+)
+PROMETHEUS_PORT = 9090
+PROMETHEUS_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+
+
+@dataclass
+class AgencyCounters:
+    """What the connectors' ``/metrics`` say about one agency, cumulated since their start."""
+
+    calls: float = 0.0
+    failed_calls: float = 0.0
+    retries: float = 0.0  # in-process (blip) retries
+    delayed: float = 0.0  # handoffs sent to a delayed retry tier
+    dead_letters: float = 0.0
+    outcomes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def agency_counters(exposition: str) -> dict[str, AgencyCounters]:
+    """Per-agency counters from a Prometheus text exposition (a connector's ``/metrics``)."""
+    counters: dict[str, AgencyCounters] = defaultdict(AgencyCounters)
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            agency = sample.labels.get("agency")
+            if agency is None or not sample.name.endswith("_total"):
+                continue
+            c = counters[agency]
+            if sample.name == "lienthong_agency_calls_total":
+                c.calls += sample.value
+                if sample.labels.get("result") in ("transient", "protocol"):
+                    c.failed_calls += sample.value
+            elif sample.name == "lienthong_agency_call_retries_total":
+                c.retries += sample.value
+            elif sample.name == "lienthong_delayed_retries_total":
+                c.delayed += sample.value
+            elif sample.name == "lienthong_dead_letters_total":
+                c.dead_letters += sample.value
+            elif sample.name == "lienthong_handoff_outcomes_total":
+                c.outcomes[sample.labels.get("kind", "")] += sample.value
+    return dict(counters)
+
+
+def agencies_line(
+    now: Mapping[str, AgencyCounters], before: Mapping[str, AgencyCounters], interval_s: float
+) -> str:
+    """The summary's second line: per agency, calls a second, failed calls, retries and dead letters."""
+    parts = []
+    for agency, c in sorted(now.items()):
+        if not (c.calls or c.delayed or c.dead_letters):
+            continue
+        previous = before.get(agency, AgencyCounters())
+        rate = (c.calls - previous.calls) / interval_s if interval_s > 0 else 0.0
+        parts.append(
+            f"{agency} {rate:.1f} calls/s, {c.failed_calls:.0f} failed, "
+            f"retries {c.retries:.0f}+{c.delayed:.0f} delayed, {c.dead_letters:.0f} dead"
+        )
+    return "         agencies: " + (" | ".join(parts) if parts else "no calls yet")
 
 
 @contextmanager
@@ -78,9 +160,33 @@ def summary_line(stats: dict[str, Any], started: float) -> str:
     )
 
 
-async def _traffic_loop(
-    traffic: Traffic, options: RunOptions, echo: Callable[[str], None], tracker_url: str
+async def _scrape(http: httpx.AsyncClient, urls: list[str]) -> dict[str, AgencyCounters]:
+    counters: dict[str, AgencyCounters] = {}
+    for url in urls:
+        with contextlib.suppress(httpx.HTTPError):
+            counters |= agency_counters((await http.get(f"{url}/metrics")).text)
+    return counters
+
+
+async def _inject(
+    http: httpx.AsyncClient, stack: LocalStack, fault: Fault, echo: Callable[[str], None]
 ) -> None:
+    try:
+        answer = await http.put(f"{stack.sandbox_url(fault.agency)}/_sandbox/faults", json=dict(fault.update))
+        answer.raise_for_status()
+        echo(f"  ⚡ fault injected: {fault.says}")
+    except httpx.HTTPError as error:
+        echo(f"  could not inject a fault ({fault.says}): {error}")
+
+
+async def _traffic_loop(
+    traffic: Traffic, options: RunOptions, echo: Callable[[str], None], stack: LocalStack
+) -> None:
+    tracker_url = stack.tracker_url
+    connector_urls = [stack.url(port) for port in stack.ports.connectors.values()]
+    pending_faults = sorted(FAULTS if options.faults else (), key=lambda f: f.at_s)
+    before: dict[str, AgencyCounters] = {}
+    last_report = time.monotonic()
     rng = random.Random(options.seed)
     kinds = [
         (traffic.land_transfer, 25),
@@ -101,12 +207,57 @@ async def _traffic_loop(
                 submitted: Submitted = await make()  # type: ignore[operator]
                 next_submit = now + 1.0 / options.rate_per_s
                 del submitted
+            while pending_faults and now - started >= pending_faults[0].at_s:
+                await _inject(http, stack, pending_faults.pop(0), echo)
             if now >= next_report:
                 await traffic.pay_waiting_notices()
                 with contextlib.suppress(httpx.HTTPError):
                     echo(summary_line((await http.get(f"{tracker_url}/stats")).json(), started))
+                counters = await _scrape(http, connector_urls)
+                echo(agencies_line(counters, before, now - last_report))
+                before, last_report = counters, now
                 next_report = now + 2.0
             await asyncio.sleep(0.05)
+
+
+@contextmanager
+def _prometheus(options: RunOptions, echo: Callable[[str], None]) -> Iterator[None]:
+    """A local Prometheus on deploy/prometheus/prometheus.yml, when asked for and installed."""
+    binary = shutil.which("prometheus") if options.prometheus else None
+    if options.prometheus and binary is None:
+        echo("  prometheus      not installed (apt-get install prometheus); running without it")
+    if binary is None:
+        yield
+        return
+    if port_open(HOST, PROMETHEUS_PORT):
+        echo(f"  prometheus      port {PROMETHEUS_PORT} is taken; running without it")
+        yield
+        return
+    storage = options.work_dir / "prometheus"
+    storage.mkdir(parents=True, exist_ok=True)
+    log = (options.work_dir / "prometheus.log").open("ab")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={PROMETHEUS_CONFIG}",
+            f"--storage.tsdb.path={storage}",
+            f"--web.listen-address={HOST}:{PROMETHEUS_PORT}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+    )
+    echo(f"  prometheus      http://{HOST}:{PROMETHEUS_PORT}   (rules: deploy/prometheus/rules)")
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
 
 
 def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
@@ -122,6 +273,7 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
         )
         echo("Starting the agency sandboxes and the services …")
         with stack:
+            echo(f"  supervision     {stack.tracker_url}/giam-sat   (the center's page; ?lang=en)")
             echo(f"  intake API      {stack.intake_url}/docs   (POST /dossiers, GET /procedures)")
             echo(f"  tracker API     {stack.tracker_url}/docs   (GET /dossiers, GET /stats)")
             for name, port in (
@@ -131,7 +283,10 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
             ):
                 echo(f"  {name:<15} {stack.url(port)}/metrics  {stack.url(port)}/health")
             for agency in agencies:
-                echo(f"  sandbox {agency.value:<7} {stack.sandbox_url(agency)}")
+                port = ports.connectors[agency]
+                echo(f"  connector {agency.value:<17} {stack.url(port)}/metrics")
+            for agency in agencies:
+                echo(f"  sandbox {agency.value:<19} {stack.sandbox_url(agency)}")
             echo(f"  logs            {stack.log_dir}")
             echo("Sample dossiers are flowing; Ctrl-C stops everything.")
             traffic = Traffic(
@@ -144,11 +299,11 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
 
             async def main() -> None:
                 try:
-                    await _traffic_loop(traffic, options, echo, stack.tracker_url)
+                    await _traffic_loop(traffic, options, echo, stack)
                 finally:
                     await traffic.aclose()
 
-            with contextlib.suppress(KeyboardInterrupt):
+            with _prometheus(options, echo), contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(main())
             echo("Stopping …")
     echo("Stopped: no process left behind.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from schemas.agencies import Agency
 from schemas.topics import all_topics
 from services.localkafka.process import free_port
+from services.runtime.keys import ensure_key, private_key_path
 from services.runtime.processes import ManagedProcess
 from services.runtime.topics_admin import ensure_topics
 
@@ -75,6 +76,9 @@ class LocalStack:
         self.service_env = dict(service_env or {})
         self.log_dir = work_dir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
+        # Event signing: one key per producer, made on first start (kept across restarts of the stack).
+        self.private_keys_dir = work_dir / "keys" / "private"
+        self.trust_store = work_dir / "keys" / "trusted"
 
     def url(self, port: int) -> str:
         return f"http://{HOST}:{port}"
@@ -97,6 +101,7 @@ class LocalStack:
             "LIENTHONG_DATA_DIR": str(self.work_dir / "data"),
             "LIENTHONG_HOST": HOST,
             "LIENTHONG_PORT": str(port),
+            "LIENTHONG_TRUST_STORE": str(self.trust_store),
             **{agency_url_variable(a): self.sandbox_url(a) for a in self.agencies},
             **self.service_env,
             **extra,
@@ -112,11 +117,23 @@ class LocalStack:
             ]  # fmt: skip
             self._add(f"sandbox-{agency.value}", f"connectors.{agency.value}.sandbox", port, args=args)
         self._add("tracker", "services.tracker", self.ports.tracker)
-        self._add("router", "services.router", self.ports.router)
+        self._add("router", "services.router", self.ports.router, LIENTHONG_SIGNING_KEY=self._key("router"))
         for agency in self.agencies:
             port = self.ports.connectors[agency]
-            self._add(f"connector-{agency.value}", "services.connector", port, LIENTHONG_AGENCY=agency.value)
-        self._add("intake", "services.intake", self.ports.intake)
+            key = self._key(f"connector.{agency.value}")
+            self._add(
+                f"connector-{agency.value}",
+                "services.connector",
+                port,
+                LIENTHONG_AGENCY=agency.value,
+                LIENTHONG_SIGNING_KEY=key,
+            )
+        self._add("intake", "services.intake", self.ports.intake, LIENTHONG_SIGNING_KEY=self._key("intake"))
+
+    def _key(self, producer: str) -> str:
+        """The private key file of ``producer`` (created, and trusted, on first use)."""
+        ensure_key(producer, self.private_keys_dir, self.trust_store)
+        return str(private_key_path(self.private_keys_dir, producer))
 
     def _add(self, name: str, module: str, port: int, *, args: Sequence[str] = (), **env: str) -> None:
         self.processes[name] = ManagedProcess(

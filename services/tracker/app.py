@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from schemas.agencies import Agency
@@ -26,6 +27,7 @@ from services.runtime.tracing import traced_sender
 from services.tracker import projection
 from services.tracker.api import build_api
 from services.tracker.gauges import counting_closures, refresh_loop
+from services.tracker.page import PAGE, STATIC, build_page
 from services.tracker.store import SqliteTrackerStore
 from services.tracker.views import Clock, TrackerViews, utc_now
 
@@ -79,4 +81,11 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         loops=[relay.run, refresh_gauges],
     )
     app.include_router(build_api(store, catalog, now, calendar=calendar))
+    # The supervision page for the center's staff (HTML), with its replay action.
+    page = build_page(
+        store, catalog, bootstrap_servers=settings.bootstrap_servers, topic_prefix=settings.topic_prefix,
+        now=now, calendar=calendar,
+    )  # fmt: skip
+    app.include_router(page)
+    app.mount(PAGE + "/static", StaticFiles(directory=STATIC), name="supervision-static")
     return app

@@ -35,6 +35,7 @@ from schemas.workdays import VN_TZ
 from services.runtime.consumer import Effect
 from services.runtime.records import ReceivedRecord
 from services.runtime.store import Write
+from services.tracker import audit
 from services.tracker.store import to_text
 
 SETTLING_KINDS: Final = frozenset({OutcomeKind.COMPLETED, OutcomeKind.REJECTED, OutcomeKind.DEAD_LETTERED})
@@ -62,8 +63,17 @@ def write_for(event: Event) -> Write:
 
 
 async def on_event(event: Event, record: ReceivedRecord) -> Effect:
-    """The tracker's handler for the shared consumer: it writes, it never emits."""
-    return Effect(write=write_for(event))
+    """The tracker's handler for the shared consumer: it writes, it never emits. Handoffs and outcomes
+    are also appended to the hash-chained handoff log, in the same transaction."""
+    write = write_for(event)
+    if not isinstance(event, HandoffRequested | HandoffOutcome):
+        return Effect(write=write)
+
+    def write_and_log(conn: sqlite3.Connection) -> None:
+        write(conn)
+        audit.append(conn, event)
+
+    return Effect(write=write_and_log)
 
 
 # --- the writes -------------------------------------------------------------------------------

@@ -213,3 +213,9 @@ def test_national_status_codes_and_clock() -> None:
     assert {s for s in NationalStatus if s.pauses_clock} == {5, 6, 8}
     assert NationalStatus.SUBMITTED_ONLINE.clock_effect is ClockEffect.NOT_STARTED
     assert NationalStatus.PROCESSED.clock_effect is ClockEffect.STOPPED
+
+
+def test_citizen_id_with_digits_of_another_script_is_refused() -> None:
+    # "079190" + six Arabic-Indic digits: str.isdigit() and re's \d accept them, a CCCD does not.
+    with pytest.raises(ValidationError, match="12 digits"):
+        TypeAdapter(CitizenId).validate_python("079190" + "\u0661\u0662\u0663\u0664\u0665\u0666")

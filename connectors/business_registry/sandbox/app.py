@@ -71,7 +71,7 @@ class HouseholdBusinessIn(_In):
     owner: OwnerIn
     address: str = Field(min_length=1, max_length=300)
     line_of_business: str = Field(min_length=1, max_length=300)
-    capital_vnd: int = Field(gt=0)
+    capital_vnd: int = Field(gt=0, lt=2**63)  # what the registry's INTEGER column holds
 
 
 def problem(status: int, code: str, detail: str) -> Response:

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -230,6 +231,15 @@ def create_app(
     idempotency = IdempotencyKeys(store)
     app = FastAPI(title="Social insurance sandbox", version="1")
     install_sandbox_kit(app, name="social_insurance", store=store, injector=FaultInjector(faults))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default handler echoes the input, and fails (500) on a body that is not UTF-8.
+        errors = [
+            {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.post("/bhxh/api/requests", status_code=202)
     async def submit(body: HealthCardIn | FuneralAllowanceIn, request: Request) -> Response:

@@ -1,0 +1,95 @@
+"""One connector hop through the shared runtime, in process: the objects ``services/connector/app.py``
+builds (EventConsumer, ConnectorHost, outbox relay, Prometheus middleware) around an agency that
+answers at once. Timed from the first record handled until every outcome is acknowledged by Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from connectors.base import Completed, Connector, HandoffRequest, HandoffResult
+from schemas.agencies import AGENCY_ACTIONS, Agency
+from schemas.envelope import Event
+from schemas.events import HandoffRequested
+from services.bench.procstats import Stopwatch
+from services.bench.proposals import BatchCommitConsumer
+from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings
+from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.metrics import METRICS, Service
+from services.runtime.outbox import OutboxRelay
+from services.runtime.records import ReceivedRecord
+from services.runtime.service import instrument_broker
+from services.runtime.settings import KafkaSettings
+from services.runtime.tracing import traced_sender
+
+
+class InstantLand(Connector):
+    """A land registry that completes every request at once, in memory."""
+
+    agency: ClassVar[Agency] = Agency.LAND
+    actions: ClassVar[frozenset[str]] = AGENCY_ACTIONS[Agency.LAND]
+
+    async def handle(self, request: HandoffRequest) -> HandoffResult:
+        return Completed({"accepted": True}, reference="REF")
+
+
+async def run_hop(
+    bootstrap: str,
+    prefix: str,
+    count: int,
+    work_dir: Path,
+    *,
+    linger_ms: int | None = None,
+    batch_commit: bool = False,
+) -> Stopwatch:
+    """``batch_commit``: the consumer change proposed in :mod:`services.bench.proposals`."""
+    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+    if linger_ms is not None:
+        settings.linger_ms = linger_ms
+    connector = InstantLand()
+    store = HandoffStore(work_dir / f"hop-{prefix.strip('.')}.db")
+    broker = make_broker(settings, client_id="bench-hop")
+    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    host = ConnectorHost(connector, store, relay, HostSettings(topic_prefix=prefix))
+    consumer_class = BatchCommitConsumer if batch_commit else EventConsumer
+    consumer = consumer_class(
+        store=store,
+        relay=relay,
+        group_id=f"{prefix}connector-land",
+        accepts=(HandoffRequested,),
+        service="connector",
+        dlq_for=host.dlq_for,
+    )
+    watch = Stopwatch()
+    handled = 0
+
+    async def counting(event: Event, record: ReceivedRecord) -> Effect:
+        nonlocal handled
+        if handled == 0:
+            watch.start()
+        handled += 1
+        return await host.on_request(event, record)
+
+    consumer.subscribe(broker, [host.requests_topic], counting, description="bench hop")
+    instrument_broker(broker, "connector-land")
+    METRICS.prime(service=Service.CONNECTOR, agencies=[Agency.LAND])
+    await connector.start()
+    await broker.start()
+    relay_task = asyncio.create_task(relay.run())
+    try:
+        deadline = time.monotonic() + 600
+        while not (handled >= count and store.outbox.size() == 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"hop: {handled}/{count} handled, {store.outbox.size()} unpublished")
+            await asyncio.sleep(0.005)
+        watch.stop()
+    finally:
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await broker.stop()
+        await connector.stop()
+        store.close()
+    return watch

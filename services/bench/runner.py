@@ -1,0 +1,226 @@
+"""Runs every part of the benchmark in one process, on one broker, and reports them side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.topics import all_topics
+from services.bench.hop import run_hop
+from services.bench.messages import prefill
+from services.bench.pipeline import PhaseResult, PipelineBench
+from services.bench.procstats import Stopwatch, peak_rss_mb
+from services.bench.raw import run_raw
+from services.bench.replay import run_replay
+from services.localkafka.choice import kafka_endpoint
+from services.runtime.topics_admin import ensure_topics
+
+RSS_LIMIT_MB = 150.0
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    messages: int = 5000  # raw and hop, each
+    dossiers: int = 300  # pipeline and isolation maximum-rate runs
+    fixed_rate_s: float = 20.0  # the half-load latency run
+    dead_letters: int = 2000
+
+    @classmethod
+    def quick(cls, messages: int | None = None) -> BenchPlan:
+        return cls(messages=messages or 1000, dossiers=30, fixed_rate_s=4.0, dead_letters=200)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 when there is nothing)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50), 1),
+        "p99_ms": round(percentile(values, 99), 1),
+        "p99_9_ms": round(percentile(values, 99.9), 1),
+        "max_ms": round(max(values, default=0.0), 1),
+    }
+
+
+def loop_section(watch: Stopwatch, count: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "messages": count,
+        "wall_s": round(watch.wall_s, 3),
+        "rate_per_s": round(count / watch.wall_s, 1) if watch.wall_s else 0.0,
+        "cpu_s_per_1k": round(watch.cpu_s / count * 1000, 3) if count else 0.0,
+        **extra,
+    }
+
+
+def phase_section(result: PhaseResult, **extra: Any) -> dict[str, Any]:
+    return {
+        "dossiers": result.dossiers,
+        "wall_s": round(result.wall_s, 3),
+        "rate_per_s": round(result.rate, 2),
+        "cpu_s_per_1k_dossiers": round(result.cpu_per_1k, 2),
+        "cpu_s_by_process": {k: round(v, 2) for k, v in sorted(result.cpu_s.items())},
+        **latency_summary(result.latencies_ms),
+        **extra,
+    }
+
+
+def _prefix(kind: str) -> str:
+    return f"bench{int(time.time() * 1000) % 10**9}{kind}."
+
+
+async def _loop_topics(bootstrap: str, prefix: str, count: int) -> int:
+    specs = [t for t in all_topics(prefix) if "handoff.land" in t.name or "handoff.outcome" in t.name]
+    await ensure_topics(bootstrap, specs)
+    return await prefill(bootstrap, prefix + "handoff.land.requested", count)
+
+
+async def bench_raw(bootstrap: str, count: int) -> dict[str, Any]:
+    prefix = _prefix("raw")
+    size = await _loop_topics(bootstrap, prefix, count)
+    watch = await run_raw(
+        bootstrap,
+        prefix + "handoff.land.requested",
+        prefix + "handoff.outcome",
+        count,
+        group_id=prefix + "raw",
+    )
+    return loop_section(watch, count, message_bytes=size)
+
+
+async def bench_hop(bootstrap: str, count: int, work_dir: Path, **options: Any) -> dict[str, Any]:
+    prefix = _prefix("hop")
+    size = await _loop_topics(bootstrap, prefix, count)
+    watch = await run_hop(bootstrap, prefix, count, work_dir, **options)
+    return loop_section(watch, count, message_bytes=size, **{k: v for k, v in options.items()})
+
+
+async def bench_pipeline(bootstrap: str, work_dir: Path, plan: BenchPlan, say: Callable[[str], None]) -> Any:
+    bench = PipelineBench(bootstrap, work_dir / "stack", _prefix("stack"))
+    say("pipeline: starting the stack (every service and sandbox its own process)")
+    await asyncio.to_thread(bench.start)
+    try:
+        await bench.open()
+        await bench.max_rate(min(10, plan.dossiers))  # warm-up: connections, caches, consumer groups
+        say(f"pipeline: {plan.dossiers} births at the maximum rate")
+        maximum = await bench.max_rate(plan.dossiers)
+        half = max(1.0, maximum.rate / 2)
+        say(f"pipeline: {half:.1f} births/s (half the maximum) for {plan.fixed_rate_s:g} s")
+        fixed = await bench.fixed_rate(half, plan.fixed_rate_s)
+        say(f"isolation: {plan.dossiers} births while the {bench.stack.agencies[-1].value} agency fails")
+        isolation = await bench.isolation(plan.dossiers)
+        rss = bench.peak_rss_mb()
+    finally:
+        await bench.aclose()
+        await asyncio.to_thread(bench.stop)
+    return maximum, fixed, isolation, half, rss
+
+
+async def run_all(plan: BenchPlan, say: Callable[[str], None] = print) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
+        work_dir = Path(tmp)
+        with kafka_endpoint(work_dir / "kafka", allow_docker=False) as endpoint:
+            say(f"Kafka: {endpoint.description}")
+            bootstrap = endpoint.bootstrap_servers
+            say(f"raw: {plan.messages} messages")
+            raw = await bench_raw(bootstrap, plan.messages)
+            say(f"hop: {plan.messages} messages (as shipped)")
+            hop = await bench_hop(bootstrap, plan.messages, work_dir)
+            say(f"hop: {plan.messages} messages (batched offset commits, proposed)")
+            hop_batch = await bench_hop(bootstrap, plan.messages, work_dir, batch_commit=True)
+            say(f"replay: {plan.dead_letters} dead letters")
+            replay_watch, replayed = await run_replay(bootstrap, _prefix("dlq"), plan.dead_letters)
+            maximum, fixed, isolation, half, rss = await bench_pipeline(bootstrap, work_dir, plan, say)
+    rss["bench (raw + hop in process)"] = round(peak_rss_mb(os.getpid()), 1)
+    hop_ratio = hop["rate_per_s"] / raw["rate_per_s"] if raw["rate_per_s"] else 0.0
+    batch_ratio = hop_batch["rate_per_s"] / raw["rate_per_s"] if raw["rate_per_s"] else 0.0
+    isolation_ratio = isolation.rate / maximum.rate if maximum.rate else 0.0
+    service_rss = {k: v for k, v in rss.items() if not k.startswith("bench")}
+    fixed_section = phase_section(fixed, offered_rate_per_s=round(half, 2))
+    return {
+        "meta": {
+            "broker": endpoint.description,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "plan": plan.__dict__,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "raw": raw,
+        "hop": hop,
+        "hop_batch_commit": hop_batch,
+        "pipeline": {
+            "procedure": "9.900003 (birth: civil_status, then residence and social_insurance in parallel)",
+            "max": phase_section(maximum),
+            "half_load": fixed_section,
+        },
+        "isolation": phase_section(
+            isolation, failing_agency="business_registry", failing_procedure="9.900006"
+        ),
+        "replay": {
+            "dead_letters": replayed,
+            "wall_s": round(replay_watch.wall_s, 3),
+            "rate_per_s": round(replayed / replay_watch.wall_s, 1) if replay_watch.wall_s else 0.0,
+            "cpu_s_per_1k": round(replay_watch.cpu_s / max(replayed, 1) * 1000, 3),
+        },
+        "peak_rss_mb": rss,
+        "ratios": {
+            "hop_over_raw": round(hop_ratio, 3),
+            "hop_batch_commit_over_raw": round(batch_ratio, 3),
+            "isolation_over_pipeline": round(isolation_ratio, 3),
+        },
+        "targets": {
+            "hop_over_raw >= 0.5": hop_ratio >= 0.5,
+            "pipeline p99 <= 250 ms at half load": fixed_section["p99_ms"] <= 250,
+            "isolation_over_pipeline >= 0.9": isolation_ratio >= 0.9,
+            "service RSS <= 150 MB": all(v <= RSS_LIMIT_MB for v in service_rss.values()),
+        },
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [("part", "rate", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/1k")]
+    for name in ("raw", "hop", "hop_batch_commit", "replay"):
+        part = result[name]
+        rows.append((name, f"{part['rate_per_s']:.1f} msg/s", "", "", "", f"{part['cpu_s_per_1k']:.3f}"))
+    for name, part in (
+        ("pipeline max", result["pipeline"]["max"]),
+        ("pipeline half load", result["pipeline"]["half_load"]),
+        ("isolation", result["isolation"]),
+    ):
+        rows.append(
+            (
+                name,
+                f"{part['rate_per_s']:.2f} dossiers/s",
+                f"{part['p50_ms']:.0f}",
+                f"{part['p99_ms']:.0f}",
+                f"{part['p99_9_ms']:.0f}",
+                f"{part['cpu_s_per_1k_dossiers']:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines += [f"{k}: {v}" for k, v in result["ratios"].items()]
+    lines.append("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in result["peak_rss_mb"].items()))
+    lines += [f"target {k}: {'met' if v else 'NOT met'}" for k, v in result["targets"].items()]
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

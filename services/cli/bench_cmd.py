@@ -1,0 +1,26 @@
+"""``lienthong bench``: Liên Thông measured side by side with a hand-written aiokafka loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from services.bench.runner import BenchPlan, run_all, table, write_json
+
+app = typer.Typer(help="Benchmark: raw aiokafka vs one hop, the pipeline, isolation, dead-letter replay.")
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="A few seconds per part, small counts."),
+    json_path: Path = typer.Option(Path("test-output/bench.json"), "--json", help="Where to write JSON."),
+    messages: int | None = typer.Option(None, "--messages", help="Messages for the raw and hop loops."),
+) -> None:
+    """Starts its own broker (or uses KAFKA_BOOTSTRAP_SERVERS) and runs every part in one run."""
+    plan = BenchPlan.quick(messages) if quick else BenchPlan(**({"messages": messages} if messages else {}))
+    result = asyncio.run(run_all(plan, say=lambda line: typer.echo(line, err=True)))
+    typer.echo(table(result))
+    write_json(result, json_path)
+    typer.echo(f"\nwritten to {json_path}")

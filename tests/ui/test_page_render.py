@@ -1,0 +1,139 @@
+"""The supervision page without a broker: what staff see, in both languages, and what replay selects.
+
+Events are fed through the projection as the runtime does; the page is read over HTTP from the router
+mounted on a bare FastAPI app. Replay's Kafka reads are replaced by dead letters the test makes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from schemas.events import DossierReceived
+from services.runtime import dlq
+from services.tracker.page import build_page
+from tests.factories import outcome_for
+from tests.unit.test_tracker import BIRTH, CATALOG, MARRIAGE, MONDAY_9AM, Tracker, receive, requested
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class Page:
+    def __init__(self, path: Path) -> None:
+        self.tracker = Tracker(path)
+        self.replayed: list[list[dlq.DeadLetter]] = []
+
+        async def replayer(_: str, letters: Sequence[dlq.DeadLetter]) -> dlq.ReplayReport:
+            self.replayed.append(list(letters))
+            return dlq.ReplayReport([x.id for x in letters], [])
+
+        app = FastAPI()
+        app.include_router(
+            build_page(
+                self.tracker.store,
+                CATALOG,
+                bootstrap_servers="127.0.0.1:9",
+                now=lambda: self.tracker.now,
+                replayer=replayer,
+            )
+        )
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracker")
+
+    async def html(self, path: str, **params: Any) -> str:
+        answer = await self.http.get(path, params=params or None)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/html")
+        return answer.text
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    made = Page(tmp_path / "tracker.db")
+    yield made
+    await made.http.aclose()
+    await made.tracker.http.aclose()
+
+
+async def stuck_birth(page: Page) -> DossierReceived:
+    received = receive(BIRTH)
+    birth = requested(received, "register_birth", MONDAY_9AM)
+    born = outcome_for(birth, "completed", after=timedelta(hours=2))
+    card = requested(received, "issue_health_card", born.occurred_at, cause=born)
+    stuck = outcome_for(
+        card,
+        "dead_lettered",
+        after=timedelta(minutes=15),
+        reason="social insurance system unreachable after 4 attempts",
+        error_class="transient",
+    )
+    await page.tracker.feed(received, birth, born, card, stuck)
+    return received
+
+
+def letter(topic: str, key: str, offset: int) -> dlq.DeadLetter:
+    return dlq.DeadLetter(topic, 0, offset, datetime.now(UTC), key.encode(), b"{}", {})
+
+
+async def test_the_overview_lists_the_stuck_handoff_with_its_reason_and_a_replay_button(page: Page) -> None:
+    received = await stuck_birth(page)
+    await page.tracker.feed(receive(MARRIAGE))
+    root = await page.http.get("/")
+    assert root.status_code == 307 and root.headers["location"] == "/giam-sat"
+
+    html = await page.html("/giam-sat")
+    assert "Giám sát hồ sơ liên thông" in html and "Chuyển giao bị kẹt" in html
+    stuck_rows = re.findall(r'<tr class="stuck-leg" data-dossier-id="([^"]+)" data-agency="([^"]+)"', html)
+    assert stuck_rows == [(str(received.dossier_id), "social_insurance")]
+    assert "social insurance system unreachable after 4 attempts" in html
+    assert f'action="/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance"' in html
+    assert "Tỷ lệ đúng hạn" in html and "Theo cơ quan" in html and "Theo thủ tục" in html
+
+    english = await page.html("/giam-sat", lang="en")
+    assert "Cross-agency dossier supervision" in english and "Stuck handoffs" in english
+    assert "Replay" in english and "Giám sát hồ sơ" not in english
+
+
+async def test_the_citizen_appears_only_as_a_masked_id(page: Page) -> None:
+    received = await stuck_birth(page)
+    html = await page.html(f"/giam-sat/ho-so/{received.dossier_id}")
+    citizen_id = str(received.data.applicant.citizen_id)
+    assert citizen_id not in html
+    assert citizen_id[-3:] in html
+    assert received.data.applicant.full_name not in html
+
+
+async def test_a_dossier_page_shows_its_legs_and_timeline(page: Page) -> None:
+    received = await stuck_birth(page)
+    html = await page.html(f"/giam-sat/ho-so/{received.data.dossier_code}", lang="en")
+    assert 'data-state="completed"' in html and 'data-state="dead_lettered"' in html
+    assert "Timeline" in html and "handoff.requested" in html
+    assert (await page.http.get("/giam-sat/ho-so/nothing-like-this")).status_code == 404
+
+
+async def test_replay_selects_the_dead_letters_of_that_dossier_and_agency_and_says_so(
+    page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received = await stuck_birth(page)
+    mine = letter("handoff.social_insurance.requested.dlq", str(received.dossier_id), 3)
+    other_dossier = letter("handoff.social_insurance.requested.dlq", "someone-else", 4)
+    other_agency = letter("handoff.residence.requested.dlq", str(received.dossier_id), 5)
+
+    async def read(*_: Any, **__: Any) -> list[dlq.DeadLetter]:
+        return [mine, other_dossier, other_agency]
+
+    monkeypatch.setattr(dlq, "read_dead_letters", read)
+    answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance")
+    assert answer.status_code == 303
+    assert page.replayed == [[mine]]
+    shown = await page.html(answer.headers["location"])
+    assert "Đã xử lý lại 1 chuyển giao bị kẹt" in shown
+
+    answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/tax?lang=en")
+    shown = await page.html(answer.headers["location"])
+    assert "No dead letter of this dossier was found for agency tax" in shown

@@ -1,0 +1,299 @@
+"""The deployment artefacts in deploy/, checked statically (no Docker engine or cluster runs here):
+Docker Compose, the Kubernetes manifests (kustomize) and the image definition reference only modules,
+files, ports and endpoints that exist, and every service and agency is present in each."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from schemas.agencies import Agency
+from services.stack.stack import StackPorts, agency_url_variable
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+PORTS = StackPorts.fixed(tuple(Agency))
+SERVICES = {"intake": PORTS.intake, "router": PORTS.router, "tracker": PORTS.tracker}
+CONNECTORS = {f"connector-{a.value}": PORTS.connectors[a] for a in Agency}
+SANDBOXES = {f"sandbox-{a.value}": PORTS.sandboxes[a] for a in Agency}
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def python_module(command: list[str]) -> str:
+    assert command[:2] == ["python", "-m"], command
+    return command[2]
+
+
+def importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# --- Docker Compose ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = load(DEPLOY / "docker-compose.yml")
+    assert isinstance(document, dict)
+    return document["services"]  # type: ignore[no-any-return]
+
+
+def test_compose_runs_kafka_in_kraft_mode_with_the_apache_image(compose: dict[str, Any]) -> None:
+    kafka = compose["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    env = kafka["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"] and env["CLUSTER_ID"]
+    assert "ZOOKEEPER" not in " ".join(env).upper()
+    pom_version = re.search(r"<kafka.version>([^<]+)<", (DEPLOY / "kafka" / "pom.xml").read_text())
+    assert pom_version and kafka["image"] == f"apache/kafka:{pom_version.group(1)}", "same Kafka as locally"
+
+
+def test_compose_has_every_service_agency_and_sandbox_on_the_documented_ports(
+    compose: dict[str, Any],
+) -> None:
+    for name, port in {**SERVICES, **CONNECTORS, **SANDBOXES}.items():
+        assert name in compose, f"{name} missing from docker-compose.yml"
+        assert f"{port}:{port}" in compose[name]["ports"], name
+    for name, port in {**SERVICES, **CONNECTORS}.items():
+        env = compose[name]["environment"]
+        assert env["LIENTHONG_PORT"] == str(port) and env["LIENTHONG_HOST"] == "0.0.0.0", name
+        assert env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0] == "kafka", name
+    for agency in Agency:
+        connector = compose[f"connector-{agency.value}"]
+        assert connector["environment"]["LIENTHONG_AGENCY"] == agency.value
+        url = connector["environment"][agency_url_variable(agency)]
+        assert url == f"http://sandbox-{agency.value}:{PORTS.sandboxes[agency]}"
+        sandbox = compose[f"sandbox-{agency.value}"]["command"]
+        assert sandbox[sandbox.index("--port") + 1] == str(PORTS.sandboxes[agency])
+        assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
+
+
+def test_compose_commands_are_modules_that_exist(compose: dict[str, Any]) -> None:
+    ours = {name: s for name, s in compose.items() if s.get("image", "").startswith("lienthong")}
+    assert len(ours) == len(SERVICES) + len(CONNECTORS) + len(SANDBOXES) + 1  # + the topics job
+    for name, service in ours.items():
+        module = python_module(service["command"])
+        assert importable(module), f"{name}: python -m {module} is not importable"
+        if name in SERVICES:
+            assert module == f"services.{name}"
+        elif name in CONNECTORS:
+            assert module == "services.connector"
+        elif name in SANDBOXES:
+            assert module == f"connectors.{name.removeprefix('sandbox-')}.sandbox.__main__".removesuffix(
+                ".__main__"
+            )
+    topics = ours["topics"]["command"]
+    assert topics[3:5] == ["topics", "create"]
+    built = [s["build"] for s in compose.values() if "build" in s]
+    assert built and all((DEPLOY / b["context"] / b["dockerfile"]).is_file() for b in built)
+
+
+def test_compose_mounts_only_files_that_exist(compose: dict[str, Any]) -> None:
+    mounts = [v.split(":")[0] for s in compose.values() for v in s.get("volumes", []) if v.startswith(".")]
+    assert mounts
+    for source in mounts:
+        assert (DEPLOY / source).exists(), f"docker-compose.yml mounts {source}, which does not exist"
+    prometheus = " ".join(compose["prometheus"]["volumes"])
+    assert "./prometheus/rules:" in prometheus
+    grafana = " ".join(compose["grafana"]["volumes"])
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards/lienthong" in grafana
+    provider = load(DEPLOY / "grafana" / "provisioning" / "dashboards" / "lienthong.yml")
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/lienthong"
+
+
+def test_compose_prometheus_scrapes_every_service_by_its_compose_name(compose: dict[str, Any]) -> None:
+    config = load(DEPLOY / "compose" / "prometheus.yml")
+    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    for name, port in {**SERVICES, **CONNECTORS}.items():
+        assert f"{name}:{port}" in targets
+        assert name in compose
+    local = load(DEPLOY / "prometheus" / "prometheus.yml")
+    assert {j["job_name"] for j in config["scrape_configs"]} == {
+        j["job_name"] for j in local["scrape_configs"]
+    }
+    datasource = load(DEPLOY / "compose" / "grafana-datasource.yml")["datasources"][0]
+    assert datasource["uid"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+
+
+def test_the_image_is_python_3_11_slim_and_installs_the_project() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert "pip install ." in dockerfile
+    for copied in re.findall(r"^COPY (.+) \S+$", dockerfile, re.M):
+        for source in copied.split():
+            assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which does not exist"
+    cmd = re.search(r'^CMD \["python", "-m", "([^"]+)"\]', dockerfile, re.M)
+    assert cmd and importable(cmd.group(1))
+
+
+# --- Kubernetes -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    kustomization = load(K8S / "kustomization.yaml")
+    assert kustomization["kind"] == "Kustomization"
+    documents: list[dict[str, Any]] = []
+    for resource in kustomization["resources"]:
+        path = K8S / resource
+        assert path.is_file(), f"kustomization.yaml lists {resource}, which does not exist"
+        documents += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return documents
+
+
+def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def containers(deployment: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from deployment["spec"]["template"]["spec"]["containers"]
+
+
+def test_every_manifest_parses_and_names_its_kind(manifests: list[dict[str, Any]]) -> None:
+    assert all({"apiVersion", "kind", "metadata"} <= set(m) for m in manifests)
+    names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
+    assert len(names) == len(set(names)), "no manifest defined twice"
+    yaml_files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "servicemonitor.yaml"}
+    assert yaml_files == set(load(K8S / "kustomization.yaml")["resources"]), "every manifest is listed"
+
+
+def test_a_deployment_and_a_service_per_service_connector_and_sandbox(
+    manifests: list[dict[str, Any]],
+) -> None:
+    deployments, services = of_kind(manifests, "Deployment"), of_kind(manifests, "Service")
+    expected = {**SERVICES, **CONNECTORS, **SANDBOXES}
+    assert set(deployments) == set(expected)
+    assert set(services) == set(expected)
+    for name, port in expected.items():
+        (container,) = containers(deployments[name])
+        assert container["ports"] == [{"name": "http", "containerPort": port}]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert importable(python_module(container["command"]))
+        if name in SANDBOXES:
+            command = container["command"]
+            assert command[command.index("--port") + 1] == str(port)
+        else:
+            assert env["LIENTHONG_PORT"] == str(port)
+        assert {"requests", "limits"} <= set(container["resources"])
+        selector = deployments[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployments[name]["spec"]["template"]["metadata"]["labels"].items()
+        assert services[name]["spec"]["selector"] == selector
+    for name in CONNECTORS:
+        (container,) = containers(deployments[name])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["LIENTHONG_AGENCY"] == name.removeprefix("connector-")
+
+
+def test_services_are_servicemonitor_ready_with_a_metrics_port(manifests: list[dict[str, Any]]) -> None:
+    monitor = load(K8S / "servicemonitor.yaml")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    services = of_kind(manifests, "Service")
+    for name in {**SERVICES, **CONNECTORS}:
+        labels = services[name]["metadata"]["labels"]
+        assert wanted.items() <= labels.items(), name
+        assert "app.kubernetes.io/name" in labels
+        metrics = [p for p in services[name]["spec"]["ports"] if p["name"] == "metrics"]
+        assert metrics and metrics[0]["targetPort"] == "http", name
+
+
+def test_the_catalog_configmap_is_the_shipped_catalog_and_is_mounted(manifests: list[dict[str, Any]]) -> None:
+    catalog = of_kind(manifests, "ConfigMap")["lienthong-catalog"]
+    shipped = (ROOT / "schemas" / "data" / "procedures.yaml").read_text(encoding="utf-8")
+    assert catalog["data"]["procedures.yaml"] == shipped, "deploy/k8s/catalog-configmap.yaml is out of date"
+    deployments = of_kind(manifests, "Deployment")
+    for name in {**SERVICES, **CONNECTORS}:
+        (container,) = containers(deployments[name])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "catalog")
+        assert env["LIENTHONG_CATALOG_PATH"] == f"{mount['mountPath']}/procedures.yaml"
+
+
+def test_secrets_hold_the_kafka_sasl_credentials_and_keys(manifests: list[dict[str, Any]]) -> None:
+    secrets = of_kind(manifests, "Secret")
+    assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SASL_MECHANISM"} <= set(
+        secrets["lienthong-kafka"]["stringData"]
+    )
+    assert secrets["lienthong-keys"]["type"] == "Opaque"
+    config = of_kind(manifests, "ConfigMap")["lienthong-config"]["data"]
+    deployments = of_kind(manifests, "Deployment")
+    for name in {**SERVICES, **CONNECTORS}:
+        (container,) = containers(deployments[name])
+        refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+        assert {"lienthong-config", "lienthong-kafka"} <= refs
+        volumes = deployments[name]["spec"]["template"]["spec"]["volumes"]
+        keys = next(v for v in volumes if "secret" in v)
+        assert keys["secret"]["secretName"] == "lienthong-keys"
+        assert any(m["name"] == keys["name"] for m in container["volumeMounts"])
+    for agency in Agency:
+        assert (
+            config[agency_url_variable(agency)] == f"http://sandbox-{agency.value}:{PORTS.sandboxes[agency]}"
+        )
+
+
+def _answers(app: FastAPI, path: str) -> bool:
+    """The app serves ``path`` (asked without starting its lifespan: no broker is needed)."""
+    status: int = TestClient(app).get(path).status_code
+    return status != 404
+
+
+def _service_apps(tmp_path: Path) -> dict[str, FastAPI]:
+    from services.connector.app import ConnectorSettings
+    from services.connector.app import build_app as connector_app
+    from services.intake.app import IntakeSettings
+    from services.intake.app import build_app as intake_app
+    from services.router.app import RouterSettings
+    from services.router.app import build_app as router_app
+    from services.tracker.app import TrackerSettings
+    from services.tracker.app import build_app as tracker_app
+
+    kafka = "127.0.0.1:1"
+    apps = {
+        "intake": intake_app(IntakeSettings(data_dir=tmp_path / "intake", bootstrap_servers=kafka)),
+        "router": router_app(RouterSettings(data_dir=tmp_path / "router", bootstrap_servers=kafka)),
+        "tracker": tracker_app(TrackerSettings(data_dir=tmp_path / "tracker", bootstrap_servers=kafka)),
+    }
+    for agency in Agency:
+        settings = ConnectorSettings(agency=agency, data_dir=tmp_path / agency.value, bootstrap_servers=kafka)
+        apps[f"connector-{agency.value}"] = connector_app(settings)
+    for agency in Agency:
+        module = importlib.import_module(f"connectors.{agency.value}.sandbox.app")
+        apps[f"sandbox-{agency.value}"] = module.create_app(":memory:")
+    return apps
+
+
+def test_probes_point_at_endpoints_the_apps_really_serve(
+    manifests: list[dict[str, Any]], compose: dict[str, Any], tmp_path: Path
+) -> None:
+    apps = _service_apps(tmp_path)
+    deployments = of_kind(manifests, "Deployment")
+    assert set(apps) == set(deployments)
+    for name, deployment in deployments.items():
+        (container,) = containers(deployment)
+        for probe in ("livenessProbe", "readinessProbe"):
+            check = container[probe]["httpGet"]
+            assert check["port"] == "http"
+            assert _answers(apps[name], check["path"]), f"{name}'s {probe} asks {check['path']}: not served"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+        if name not in SANDBOXES:
+            assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+            assert all(_answers(apps[name], path) for path in ("/health", "/ready", "/metrics"))
+    for name, service in compose.items():
+        test = service.get("healthcheck", {}).get("test", [])
+        for url in re.findall(r"http://127\.0\.0\.1:(\d+)(/\w+)", " ".join(test)):
+            assert _answers(apps[name], url[1])
+            assert int(url[0]) == {**SERVICES, **CONNECTORS, **SANDBOXES}[name]
+    assert _answers(apps["tracker"], "/giam-sat"), "the supervision page is served by the tracker"
