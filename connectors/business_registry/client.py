@@ -8,13 +8,13 @@ Errors: ``connectors.errors`` — ``AgencyRejected`` (a 409/422 problem with a b
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS, KEY_INVALID, KEY_REUSED
 
 AGENCY = "business_registry"
@@ -29,11 +29,8 @@ class Registration(BaseModel):
     status: str
 
 
-class BusinessRegistryClient:
-    def __init__(
-        self, base_url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class BusinessRegistryClient(AgencyClient):
+    agency = AGENCY
 
     async def register_household_business(
         self, body: dict[str, Any], *, idempotency_key: str
@@ -67,12 +64,3 @@ class BusinessRegistryClient:
         raise AgencyProtocolError(
             f"{code or 'error'}: {detail}", agency=AGENCY, status_code=response.status_code
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "civil_status"
@@ -105,15 +105,8 @@ class Marriage(Registration):
     wife: Person
 
 
-class CivilStatusClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class CivilStatusClient(AgencyClient):
+    agency = AGENCY
 
     async def register_marriage(self, husband: Person, wife: Person, *, idempotency_key: str) -> Registration:
         data = await self._post(
@@ -201,12 +194,3 @@ class CivilStatusClient:
         raise AgencyProtocolError(
             f"{code or 'error'}: {message}", agency=AGENCY, status_code=response.status_code
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

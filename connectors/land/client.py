@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "land"
@@ -107,15 +107,8 @@ class Parcel(_Reply):
     address: str = ""
 
 
-class LandClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class LandClient(AgencyClient):
+    agency = AGENCY
 
     async def start_transfer_check(
         self,
@@ -256,12 +249,3 @@ class LandClient:
                 agency=AGENCY,
                 status_code=response.status_code,
             )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

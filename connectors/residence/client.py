@@ -9,13 +9,12 @@ an idempotency key reused with another body).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Self
+from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "residence"
@@ -35,11 +34,8 @@ def dmy(value: date) -> str:
     return value.strftime("%d/%m/%Y")
 
 
-class ResidenceClient:
-    def __init__(
-        self, base_url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class ResidenceClient(AgencyClient):
+    agency = AGENCY
 
     async def register_permanent_residence(
         self,
@@ -115,12 +111,3 @@ class ResidenceClient:
             return Filing(record_no=data["so_ho_so"], on=datetime.strptime(data[date_key], "%d/%m/%Y").date())
         except (KeyError, TypeError, ValueError) as exc:
             raise AgencyProtocolError(f"du_lieu lacks or garbles a field: {exc!r}", agency=AGENCY) from exc
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

@@ -10,7 +10,7 @@ Mapping (the clients add their own business mapping for 4xx bodies):
 from __future__ import annotations
 
 import json
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -107,6 +107,29 @@ class AgencyHttp:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AgencyClient:
+    """Base of the typed clients: one :class:`AgencyHttp` to the agency, closed by ``aclose``.
+
+    A client subclass sets ``agency`` and adds the agency's operations on ``self._http``.
+    """
+
+    agency: ClassVar[str]
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._http = AgencyHttp(self.agency, base_url, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     async def __aenter__(self) -> Self:
         return self

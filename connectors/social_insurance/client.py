@@ -11,14 +11,14 @@ request). A rejection is not an error here: it is a ``REJECTED`` status with its
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from connectors.errors import AgencyProtocolError, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "social_insurance"
@@ -66,11 +66,8 @@ class FuneralAllowance(_Camel):
     amount_vnd: int
 
 
-class SocialInsuranceClient:
-    def __init__(
-        self, base_url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class SocialInsuranceClient(AgencyClient):
+    agency = AGENCY
 
     async def submit_health_card(
         self,
@@ -149,12 +146,3 @@ class SocialInsuranceClient:
                 agency=AGENCY,
                 status_code=response.status_code,
             )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal, Self, TypeVar
+from typing import Literal, TypeVar
 
 import defusedxml.ElementTree as SafeET
 import httpx
@@ -25,7 +25,7 @@ from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyHttp
+from connectors.sandbox_kit.agency_http import AgencyClient
 from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "tax"
@@ -227,15 +227,8 @@ def parse_payment_confirmation(body: bytes) -> PaymentConfirmation:
     )
 
 
-class TaxClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = AgencyHttp(AGENCY, base_url, timeout=timeout, transport=transport)
+class TaxClient(AgencyClient):
+    agency = AGENCY
 
     async def submit_cadastral_slip(self, slip: CadastralSlip, *, idempotency_key: str) -> PaymentNotice:
         response = await self._http.request(
@@ -321,12 +314,3 @@ class TaxClient:
         raise AgencyProtocolError(
             f"{code or 'error'}: {message}", agency=AGENCY, status_code=response.status_code
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
