@@ -6,23 +6,44 @@ import asyncio
 import json
 import os
 import re
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
+from aiokafka.errors import KafkaConnectionError
 
 from services.runtime import dlq
 from services.runtime.logs import mask_value
+from services.runtime.settings import KafkaSettings, client_security_options
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Dead letters: list them, inspect one (personal data masked), replay a selection.")
+
+
+def _run(coroutine: Coroutine[Any, Any, T], bootstrap: str) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except KafkaConnectionError:
+        typer.secho(
+            f"Kafka does not answer at {bootstrap} (set --bootstrap-servers).", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1) from None
+
 
 _BOOTSTRAP = typer.Option(
     os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), "--bootstrap-servers", help="Kafka to read."
 )
 _PREFIX = typer.Option("", "--prefix", help="Topic prefix of the environment.")
 _AGENCY = typer.Option(None, "--agency", help="Only this agency's dead letters (land, tax, …).")
-_CLASS = typer.Option(None, "--error-class", help="poison, transient, protocol or internal.")
+_CLASS = typer.Option(None, "--error-class", help="poison, transient, protocol, internal or signature.")
 _SINCE = typer.Option(None, "--since", help="ISO time, or a duration back from now: 30m, 2h, 1d.")
+
+
+def _security(bootstrap: str) -> dict[str, Any]:
+    """SASL/TLS options from the environment (LIENTHONG_SECURITY_PROTOCOL, …) for a secured cluster."""
+    return client_security_options(KafkaSettings(bootstrap_servers=bootstrap))
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -44,7 +65,7 @@ def _selected(
     error_class: str | None,
     since: str | None,
 ) -> list[dlq.DeadLetter]:
-    letters = asyncio.run(dlq.read_dead_letters(bootstrap, prefix))
+    letters = _run(dlq.read_dead_letters(bootstrap, prefix, **_security(bootstrap)), bootstrap)
     return dlq.select(letters, ids=ids, agency=agency, error_class=error_class, since=parse_since(since))
 
 
@@ -58,7 +79,9 @@ def list_letters(
 ) -> None:
     """One line per dead letter: id, time, agency, error class, attempts, reason; and if replayed."""
     letters = _selected(bootstrap, prefix, [], agency, error_class, since)
-    replayed = asyncio.run(dlq.replayed_ids(bootstrap, prefix)) if letters else set()
+    replayed = (
+        _run(dlq.replayed_ids(bootstrap, prefix, **_security(bootstrap)), bootstrap) if letters else set()
+    )
     for letter in letters:
         mark = "replayed" if letter.id in replayed else ""
         typer.echo(
@@ -113,5 +136,7 @@ def replay_letters(
         for letter in letters:
             typer.echo(f"would replay {letter.id} -> {letter.replay_topic}")
         return
-    report = asyncio.run(dlq.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate))
+    report = asyncio.run(
+        dlq.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate, **_security(bootstrap))
+    )
     typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)} replayed before")
