@@ -14,7 +14,6 @@ from schemas.agencies import AGENCY_ACTIONS, Agency
 from schemas.envelope import Event
 from schemas.events import HandoffRequested
 from services.bench.procstats import Stopwatch
-from services.bench.proposals import BatchCommitConsumer
 from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings
 from services.runtime.consumer import Effect, EventConsumer
 from services.runtime.kafka import kafka_sender, make_broker
@@ -43,9 +42,7 @@ async def run_hop(
     work_dir: Path,
     *,
     linger_ms: int | None = None,
-    batch_commit: bool = False,
 ) -> Stopwatch:
-    """``batch_commit``: the consumer change proposed in :mod:`services.bench.proposals`."""
     settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     if linger_ms is not None:
         settings.linger_ms = linger_ms
@@ -54,8 +51,7 @@ async def run_hop(
     broker = make_broker(settings, client_id="bench-hop")
     relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
     host = ConnectorHost(connector, store, relay, HostSettings(topic_prefix=prefix))
-    consumer_class = BatchCommitConsumer if batch_commit else EventConsumer
-    consumer = consumer_class(
+    consumer = EventConsumer(
         store=store,
         relay=relay,
         group_id=f"{prefix}connector-land",

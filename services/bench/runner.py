@@ -138,16 +138,13 @@ async def run_all(plan: BenchPlan, say: Callable[[str], None] = print) -> dict[s
             bootstrap = endpoint.bootstrap_servers
             say(f"raw: {plan.messages} messages")
             raw = await bench_raw(bootstrap, plan.messages)
-            say(f"hop: {plan.messages} messages (as shipped)")
+            say(f"hop: {plan.messages} messages")
             hop = await bench_hop(bootstrap, plan.messages, work_dir)
-            say(f"hop: {plan.messages} messages (batched offset commits, proposed)")
-            hop_batch = await bench_hop(bootstrap, plan.messages, work_dir, batch_commit=True)
             say(f"replay: {plan.dead_letters} dead letters")
             replay_watch, replayed = await run_replay(bootstrap, _prefix("dlq"), plan.dead_letters)
             maximum, fixed, isolation, half, rss = await bench_pipeline(bootstrap, work_dir, plan, say)
     rss["bench (raw + hop in process)"] = round(peak_rss_mb(os.getpid()), 1)
     hop_ratio = hop["rate_per_s"] / raw["rate_per_s"] if raw["rate_per_s"] else 0.0
-    batch_ratio = hop_batch["rate_per_s"] / raw["rate_per_s"] if raw["rate_per_s"] else 0.0
     isolation_ratio = isolation.rate / maximum.rate if maximum.rate else 0.0
     service_rss = {k: v for k, v in rss.items() if not k.startswith("bench")}
     fixed_section = phase_section(fixed, offered_rate_per_s=round(half, 2))
@@ -161,7 +158,6 @@ async def run_all(plan: BenchPlan, say: Callable[[str], None] = print) -> dict[s
         },
         "raw": raw,
         "hop": hop,
-        "hop_batch_commit": hop_batch,
         "pipeline": {
             "procedure": "9.900003 (birth: civil_status, then residence and social_insurance in parallel)",
             "max": phase_section(maximum),
@@ -179,7 +175,6 @@ async def run_all(plan: BenchPlan, say: Callable[[str], None] = print) -> dict[s
         "peak_rss_mb": rss,
         "ratios": {
             "hop_over_raw": round(hop_ratio, 3),
-            "hop_batch_commit_over_raw": round(batch_ratio, 3),
             "isolation_over_pipeline": round(isolation_ratio, 3),
         },
         "targets": {
@@ -193,7 +188,7 @@ async def run_all(plan: BenchPlan, say: Callable[[str], None] = print) -> dict[s
 
 def table(result: dict[str, Any]) -> str:
     rows = [("part", "rate", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/1k")]
-    for name in ("raw", "hop", "hop_batch_commit", "replay"):
+    for name in ("raw", "hop", "replay"):
         part = result[name]
         rows.append((name, f"{part['rate_per_s']:.1f} msg/s", "", "", "", f"{part['cpu_s_per_1k']:.3f}"))
     for name, part in (

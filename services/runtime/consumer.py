@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -39,6 +39,7 @@ from services.runtime.store import ProcessingStore, Write
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 1_000_000
+MAX_BATCH_RECORDS = 500
 
 
 class OversizedRecord(EventContractError):
@@ -120,18 +121,26 @@ class EventConsumer:
     def subscribe(
         self, broker: KafkaBroker, topics: Sequence[str], handler: Handler, *, description: str
     ) -> None:
-        # NACK_ON_ERROR: the offset is committed only after `process` returned (never FastStream's
-        # auto-commit default), and an infrastructure failure seeks back to the same record.
+        # Each record of a poll is processed in order, exactly as alone, and the offsets are committed
+        # once per batch (a commit is a broker round trip: per record it was 8x slower, see
+        # `lienthong bench`). NACK_ON_ERROR: offsets are committed only after every record of the batch
+        # is in the store (never FastStream's auto-commit default); on an infrastructure failure the
+        # partitions seek back to the batch's first records, and those already stored are deduplicated.
         @broker.subscriber(
             *topics,
             group_id=self.group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
+            batch=True,
+            max_records=MAX_BATCH_RECORDS,
+            batch_timeout_ms=100,
             decoder=raw_body,
             description=description,
         )
-        async def consume(body: bytes, message: KafkaMessage) -> None:
-            await self.process(ReceivedRecord.from_message(body, message, self.group_id), handler)
+        async def consume(body: Any, message: KafkaMessage) -> None:
+            raw = message.raw_message
+            for record in raw if isinstance(raw, tuple) else (raw,):
+                await self.process(ReceivedRecord.from_consumer_record(record, self.group_id), handler)
 
     def parse(self, record: ReceivedRecord) -> Event:
         if len(record.value) > MAX_RECORD_BYTES:

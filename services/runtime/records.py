@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from faststream.kafka.message import KafkaMessage
 from faststream.message import StreamMessage
 
 from schemas.envelope import Event, event_headers, event_key, event_value
@@ -43,12 +42,6 @@ class ReceivedRecord:
     value: bytes
     headers: dict[str, str]
     group_id: str
-
-    @classmethod
-    def from_message(cls, body: bytes, message: KafkaMessage, group_id: str) -> ReceivedRecord:
-        raw = message.raw_message
-        assert not isinstance(raw, tuple), "batch subscribers are not used"
-        return cls.from_consumer_record(raw, group_id, value=body)
 
     @classmethod
     def from_consumer_record(

@@ -18,7 +18,6 @@ SECTIONS = (
     "meta",
     "raw",
     "hop",
-    "hop_batch_commit",
     "pipeline",
     "isolation",
     "replay",
@@ -37,7 +36,7 @@ def test_quick_bench_writes_every_section(
     assert "hop_over_raw" in answer.output
     result = json.loads(out.read_text())
     assert all(section in result for section in SECTIONS)
-    for loop in ("raw", "hop", "hop_batch_commit", "replay"):
+    for loop in ("raw", "hop", "replay"):
         assert result[loop]["rate_per_s"] > 0 and result[loop]["wall_s"] > 0, loop
     for phase in (result["pipeline"]["max"], result["pipeline"]["half_load"], result["isolation"]):
         assert phase["rate_per_s"] > 0 and phase["dossiers"] > 0
