@@ -22,20 +22,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.topics import DLQ_REPLAYS, DLQ_SUFFIX, TopicSpec, all_topics
 from services.runtime import deadletter, headers
+from services.runtime.records import ReceivedRecord
 
 _RETRY_SUFFIX = re.compile(r"\.retry\.[0-9]+[smh]$")
 _AGENCY_TOPIC = re.compile(r"handoff\.([a-z_]+)\.requested")
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: datetime
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
+class DeadLetter(ReceivedRecord):
+    """A record read back from a dead-letter topic (read without a consumer group)."""
+
+    group_id: str = ""
 
     @property
     def id(self) -> str:
@@ -114,18 +111,7 @@ async def _read_all(bootstrap: str, topics: Sequence[TopicSpec], **options: Any)
 
 async def read_dead_letters(bootstrap: str, prefix: str = "", **options: Any) -> list[DeadLetter]:
     raw = await _read_all(bootstrap, dlq_topics(prefix), **options)
-    letters = [
-        DeadLetter(
-            topic=r.topic,
-            partition=r.partition,
-            offset=r.offset,
-            timestamp=datetime.fromtimestamp(r.timestamp / 1000, UTC),
-            key=r.key,
-            value=r.value or b"",
-            headers={k: v.decode(errors="replace") for k, v in r.headers},
-        )
-        for r in raw
-    ]
+    letters = [DeadLetter.from_consumer_record(r, group_id="") for r in raw]
     return sorted(letters, key=lambda letter: letter.timestamp)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Self
 
 from aiokafka import ConsumerRecord
 from faststream.message import StreamMessage
@@ -46,7 +47,7 @@ class ReceivedRecord:
     @classmethod
     def from_consumer_record(
         cls, raw: ConsumerRecord[bytes, bytes], group_id: str, *, value: bytes | None = None
-    ) -> ReceivedRecord:
+    ) -> Self:
         return cls(
             topic=raw.topic,
             partition=raw.partition,
