@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.agencies import Agency
 from schemas.topics import all_topics
+from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
 from services.stack.traffic import Submitted, Traffic
 
 
@@ -81,3 +86,35 @@ async def wait_for(condition: Any, within_s: float, what: str, interval_s: float
             return
         await asyncio.sleep(interval_s)
     raise AssertionError(f"{what} did not happen within {within_s} s")
+
+
+@contextmanager
+def running_stack(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, name: str, **service_env: str
+) -> Iterator[LocalStack]:
+    """A whole local stack on free ports and its own topic prefix, for one test module or package."""
+    prefix = f"{name}{int(time.time() * 1000) % 10**8}."
+    with LocalStack(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp(name),
+        topic_prefix=prefix,
+        ports=StackPorts.free(DEFAULT_AGENCIES),
+        service_env=service_env or None,
+    ) as running:
+        yield running
+
+
+@asynccontextmanager
+async def sample_traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
+    """Citizens handing dossiers in to ``stack`` (seeded by the clock: every run its own people)."""
+    generator = Traffic(
+        stack.intake_url,
+        stack.tracker_url,
+        stack.sandbox_url(Agency.LAND),
+        stack.sandbox_url(Agency.TAX),
+        seed=int(time.time()),
+    )
+    try:
+        yield generator
+    finally:
+        await generator.aclose()

@@ -16,9 +16,10 @@ import pytest
 
 from schemas.agencies import Agency
 from services.localkafka.choice import KafkaEndpoint
-from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
+from services.stack.stack import LocalStack
 from services.stack.traffic import Submitted, Traffic
 from tests.faults.test_outages_and_poison import SHORT_TIERS, assert_all_running, records
+from tests.stack_helpers import running_stack, sample_traffic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -27,25 +28,14 @@ KILLABLE = ["intake", "router", "tracker", "connector-land", "connector-tax", "c
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = f"kills{int(time.time() * 1000) % 10**8}."
-    with LocalStack(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("kills"),
-        topic_prefix=prefix,
-        ports=StackPorts.free(DEFAULT_AGENCIES),
-        service_env=SHORT_TIERS,
-    ) as running:
+    with running_stack(kafka_bootstrap, tmp_path_factory, "kills", **SHORT_TIERS) as running:
         yield running
 
 
 @pytest.fixture
 async def traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
-    generator = Traffic(
-        stack.intake_url, stack.tracker_url, stack.sandbox_url(Agency.LAND), stack.sandbox_url(Agency.TAX),
-        seed=int(time.time()),
-    )  # fmt: skip
-    yield generator
-    await generator.aclose()
+    async with sample_traffic(stack) as generator:
+        yield generator
 
 
 async def closed_dossiers(tracker_url: str) -> dict[str, dict[str, Any]]:

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaProducer
 from schemas.agencies import Agency
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from services.runtime import deadletter, dlq
-from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
+from services.stack.stack import LocalStack
 from services.stack.traffic import Submitted, Traffic
 from tests.factories import dossier_received
-from tests.stack_helpers import tracker_detail, wait_for, wait_until_closed
+from tests.stack_helpers import running_stack, sample_traffic, tracker_detail, wait_for, wait_until_closed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -37,28 +37,14 @@ SHORT_TIERS = {
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = f"faults{int(time.time() * 1000) % 10**8}."
-    with LocalStack(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("faults"),
-        topic_prefix=prefix,
-        ports=StackPorts.free(DEFAULT_AGENCIES),
-        service_env=SHORT_TIERS,
-    ) as running:
+    with running_stack(kafka_bootstrap, tmp_path_factory, "faults", **SHORT_TIERS) as running:
         yield running
 
 
 @pytest.fixture
 async def traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
-    generator = Traffic(
-        stack.intake_url,
-        stack.tracker_url,
-        stack.sandbox_url(Agency.LAND),
-        stack.sandbox_url(Agency.TAX),
-        seed=int(time.time()),
-    )
-    yield generator
-    await generator.aclose()
+    async with sample_traffic(stack) as generator:
+        yield generator
 
 
 async def set_faults(stack: LocalStack, agency: Agency, **faults: Any) -> None:
