@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.runtime import headers
+from services.runtime.offsets import BackgroundCommitter
 from services.runtime.records import ReceivedRecord
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,13 @@ class DelayedRetryConsumer:
                 if partition in assigned:
                     consumer.resume(partition)
 
-    async def _drain(self, consumer: AIOKafkaConsumer, partition: TopicPartition, records: list[Any]) -> None:
+    async def _drain(
+        self,
+        consumer: AIOKafkaConsumer,
+        committer: BackgroundCommitter,
+        partition: TopicPartition,
+        records: list[Any],
+    ) -> None:
         for raw in records:
             record = ReceivedRecord.from_consumer_record(raw, self.group_id)
             due = due_at(record)
@@ -78,7 +85,7 @@ class DelayedRetryConsumer:
                 consumer.seek(partition, raw.offset)
                 await asyncio.sleep(1.0)
                 return
-            await consumer.commit({partition: raw.offset + 1})
+            committer.mark(partition.topic, partition.partition, raw.offset)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -92,12 +99,15 @@ class DelayedRetryConsumer:
         await consumer.start()
         if self.watch is not None:
             self.watch(consumer, self.group_id, self.topics)
+        committer = BackgroundCommitter(consumer)
         try:
             while True:
                 self._resume_due(consumer)
                 batches = await consumer.getmany(timeout_ms=200, max_records=100)
                 for partition, records in batches.items():
-                    await self._drain(consumer, partition, records)
+                    await self._drain(consumer, committer, partition, records)
         finally:
+            with contextlib.suppress(Exception):
+                await committer.flush()
             with contextlib.suppress(Exception):
                 await consumer.stop()
