@@ -80,7 +80,7 @@ async def run_hop(
         while not (handled >= count and store.outbox.size() == 0):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"hop: {handled}/{count} handled, {store.outbox.size()} unpublished")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)
         watch.stop()
     finally:
         relay_task.cancel()

@@ -38,7 +38,7 @@ def outcome_for(request: HandoffRequested, result: Completed) -> HandoffOutcome:
 
 
 async def run_raw(
-    bootstrap: str, source: str, sink: str, count: int, *, group_id: str, linger_ms: int = 5
+    bootstrap: str, source: str, sink: str, count: int, *, group_id: str, linger_ms: int
 ) -> Stopwatch:
     """Consumes ``count`` requests from ``source`` and writes an outcome of each to ``sink``."""
     consumer = AIOKafkaConsumer(

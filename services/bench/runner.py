@@ -22,6 +22,7 @@ from services.bench.procstats import Stopwatch, peak_rss_mb
 from services.bench.raw import run_raw
 from services.bench.replay import run_replay
 from services.localkafka.choice import kafka_endpoint
+from services.runtime.settings import KafkaSettings
 from services.runtime.topics_admin import ensure_topics
 
 RSS_LIMIT_MB = 150.0
@@ -98,6 +99,7 @@ async def bench_raw(bootstrap: str, count: int) -> dict[str, Any]:
         prefix + "handoff.outcome",
         count,
         group_id=prefix + "raw",
+        linger_ms=KafkaSettings().linger_ms,  # the same producer settings as the services'
     )
     return loop_section(watch, count, message_bytes=size)
 

@@ -25,7 +25,11 @@ class KafkaSettings(BaseSettings):
         ),
     )
     topic_prefix: str = Field(default="", description="Prepended to every topic name (isolates tests).")
-    linger_ms: int = Field(default=5, description="Producer batching delay; a few ms costs little latency.")
+    linger_ms: int = Field(
+        default=1,
+        description="Producer batching delay. Every hop pays it twice (send, then the ack the outbox waits"
+        " for); the outbox relay already sends its backlog in one go, so a longer linger buys little.",
+    )
     # Access to a secured cluster (see client_security_options); the local broker needs none of these.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How clients talk to Kafka; SASL_SSL for a real cluster."
