@@ -4,7 +4,9 @@
   the apology slip depend on the clock, not only on events): ``lienthong_dossiers{procedure,state}``,
   ``lienthong_legs_open{agency,state}``, ``lienthong_apology_slips_due{procedure}`` and
   ``lienthong_on_time_ratio{scope,subject}``. Every catalog procedure and every agency is set on each
-  refresh (0 included), so a count that drops to zero is seen as zero.
+  refresh (0 included), so a count that drops to zero is seen as zero. A refresh evaluates the live
+  dossiers and those written to since the last one (closed dossiers count from their kept tallies,
+  see :mod:`services.tracker.tally`), a batch at a time, so the consumer is not held up.
 - ``lienthong_dossiers_closed_total`` counts a closing once: when the projection's transaction that
   first marks the dossier closed commits (a redelivered or repeated ``DossierClosed`` changes nothing).
 
@@ -19,7 +21,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.agencies import Agency
 from schemas.envelope import Event
@@ -28,11 +30,16 @@ from services.runtime.consumer import Effect, Handler
 from services.runtime.metrics import METRICS, DossierState, LegState, Metrics, RatioScope
 from services.runtime.records import ReceivedRecord
 from services.tracker.store import SqliteTrackerStore
+from services.tracker.tally import Tally
 from services.tracker.views import TrackerViews
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0
+# Dossiers evaluated between two yields to the event loop (a few tens of milliseconds).
+BATCH = 200
+
+S = TypeVar("S", DossierState, LegState)
 
 
 @dataclass
@@ -47,51 +54,74 @@ class Snapshot:
 
 def snapshot(views: TrackerViews) -> Snapshot:
     """Counts of the open dossiers and legs and the on-time ratios (same definitions as ``/stats``)."""
-    procedures = [p.code for p in views.catalog.procedures]
+    count = views.start_count()
+    count.step()
+    return snapshot_of(views, count.totals)
+
+
+async def refresh(views: TrackerViews, batch: int = BATCH) -> Snapshot:
+    """:func:`snapshot`, a batch of dossiers at a time: the consumer and the API run in between."""
+    while not views.catch_up(batch):
+        await _let_others_run()
+    count = views.start_count()
+    while not count.step(batch):
+        await _let_others_run()
+    return snapshot_of(views, count.totals)
+
+
+async def _let_others_run() -> None:
+    await asyncio.sleep(0)
+
+
+def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
+    """The gauges' values from the dossiers' tallies summed (the measures of ``_Dossier.tally``)."""
     shot = Snapshot()
-    for known in procedures:
+    for known in (p.code for p in views.catalog.procedures):
         for each in DossierState:
             shot.dossiers[(known, each)] = 0
         shot.apology_due[known] = 0
     for agency in Agency:
         for leg_state in LegState:
             shot.legs[(agency.value, leg_state)] = 0
-    closed: dict[str, int] = defaultdict(int)
-    closed_on_time: dict[str, int] = defaultdict(int)
-    completed: dict[str, int] = defaultdict(int)
-    completed_late: dict[str, int] = defaultdict(int)
-    for detail, legs in views.evaluated():
-        code = detail.procedure.code if detail.procedure is not None else None
-        if code is not None and not detail.closed:
-            state: DossierState
-            if detail.overdue:
-                state = DossierState.OVERDUE
-            elif detail.paused:
-                state = DossierState.PAUSED
-            else:
-                state = DossierState.IN_PROGRESS
-            shot.dossiers[(code, state)] += 1
-            shot.apology_due[code] += detail.apology_due
-        if code is not None and detail.closed:
-            closed[code] += 1
-            closed_on_time[code] += bool(detail.on_time)
-        for leg, is_open in legs:
-            if leg.stuck:
-                shot.legs[(leg.agency, LegState.STUCK)] += 1
-            if is_open and leg.state == "requested":
-                shot.legs[(leg.agency, LegState.REQUESTED)] += 1
-            if is_open and leg.state == "waiting_on_citizen":
-                shot.legs[(leg.agency, LegState.WAITING_ON_CITIZEN)] += 1
-            if is_open and leg.overdue:
-                shot.legs[(leg.agency, LegState.OVERDUE)] += 1
-            if leg.state == "completed":
-                completed[leg.agency] += 1
-                completed_late[leg.agency] += leg.overdue
-    for code, count in closed.items():
-        shot.on_time_ratio[(RatioScope.PROCEDURE, code)] = closed_on_time[code] / count
-    for agency_name, count in completed.items():
-        shot.on_time_ratio[(RatioScope.AGENCY, agency_name)] = (count - completed_late[agency_name]) / count
+    procedures: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    agencies: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (measure, subject), n in counts.items():
+        scope, _, name = measure.partition(".")
+        if scope == "procedure":
+            procedures[subject][name] = n
+        elif scope == "agency":
+            agencies[subject][name] = n
+    for code, c in procedures.items():
+        overdue, paused = c["overdue"], c["paused_not_overdue"]
+        states = {
+            DossierState.OVERDUE: overdue,
+            DossierState.PAUSED: paused,
+            DossierState.IN_PROGRESS: c["in_progress"] - overdue - paused,
+        }
+        _count(shot.dossiers, code, states)
+        if c["in_progress"]:
+            shot.apology_due[code] = c["apology_due"]
+        if c["closed"]:
+            shot.on_time_ratio[(RatioScope.PROCEDURE, code)] = c["on_time"] / c["closed"]
+    for agency_name, c in agencies.items():
+        legs = {
+            LegState.STUCK: c["stuck"],
+            LegState.REQUESTED: c["requested"],
+            LegState.WAITING_ON_CITIZEN: c["waiting_on_citizen"],
+            LegState.OVERDUE: c["overdue"],
+        }
+        _count(shot.legs, agency_name, legs)
+        if c["completed"]:
+            ratio = (c["completed"] - c["completed_late"]) / c["completed"]
+            shot.on_time_ratio[(RatioScope.AGENCY, agency_name)] = ratio
     return shot
+
+
+def _count(gauge: dict[tuple[str, S], int], subject: str, values: dict[S, int]) -> None:
+    # A label set outside the catalog's or the agencies' is set only when something counts in it.
+    for state, n in values.items():
+        if n or (subject, state) in gauge:
+            gauge[(subject, state)] = n
 
 
 def publish(shot: Snapshot, metrics: Metrics = METRICS) -> None:
@@ -117,7 +147,7 @@ def _set(update: Callable[..., None], *args: Any) -> None:
 async def refresh_loop(views: TrackerViews, interval_s: float = DEFAULT_INTERVAL_S) -> None:
     while True:
         try:
-            publish(snapshot(views))
+            publish(await refresh(views))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS dossiers (
 );
 CREATE INDEX IF NOT EXISTS dossiers_status ON dossiers (status);
 CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers (procedure_code);
+-- The live dossiers, the ones the counts evaluate as of now: the same condition as LIVE below.
+CREATE INDEX IF NOT EXISTS dossiers_live ON dossiers (dossier_id) WHERE closed = 0 OR closed_at IS NULL;
 
 CREATE TABLE IF NOT EXISTS legs (
     handoff_id TEXT PRIMARY KEY,
@@ -87,7 +89,38 @@ CREATE TABLE IF NOT EXISTS timeline (
     summary TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timeline_dossier ON timeline (dossier_id, occurred_at);
+
+-- What each closed dossier adds to the counts (frozen: it is judged as of its closing), and their
+-- running sums: the gauges and the statistics evaluate only the live dossiers as of now.
+CREATE TABLE IF NOT EXISTS closed_tallies (
+    dossier_id TEXT PRIMARY KEY,
+    tally TEXT NOT NULL             -- JSON: [[measure, subject, n], ...], the counts that are not 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS closed_totals (
+    measure TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (measure, subject)
+) WITHOUT ROWID;
+-- The rules the tallies were judged by (catalog and calendar): other rules mean judging again.
+CREATE TABLE IF NOT EXISTS tally_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Dossiers written to since their tally was last taken; triggers keep it, so no write is missed
+-- whatever the event (a late outcome or a redelivered closing of a closed dossier included).
+CREATE TABLE IF NOT EXISTS tally_dirty (dossier_id TEXT PRIMARY KEY) WITHOUT ROWID;
+""" + "".join(
+    f"""
+CREATE TRIGGER IF NOT EXISTS tally_dirty_{table}_{action} AFTER {action} ON {table}
+BEGIN
+    INSERT INTO tally_dirty (dossier_id) SELECT {row}.dossier_id
+    WHERE NOT EXISTS (SELECT 1 FROM tally_dirty WHERE dossier_id = {row}.dossier_id);
+END;
 """
+    for table in ("dossiers", "legs", "pauses")
+    for action, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+)
+
+# A dossier is live until it is closed (with its closing time): then nothing about it depends on now.
+LIVE = "closed = 0 OR closed_at IS NULL"
 
 
 def to_text(moment: datetime) -> str:

@@ -14,15 +14,20 @@ Definitions the numbers use:
   the step's ``share_working_days``), extended by the dossier's pauses that fall after the request; a
   leg is **overdue** when open past its due date, or settled (completed or rejected) after it;
 - a dossier is **overdue** when its clock says so (closed ones: when they did not close on time).
+
+The statistics and the gauges count from tallies (:mod:`services.tracker.tally`): a closed dossier's
+is taken once, when it closes or changes; only the live dossiers are evaluated on each read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from importlib.metadata import version
 from typing import Final, Literal
 
 from pydantic import BaseModel, Field
@@ -32,7 +37,9 @@ from schemas.catalog import Catalog, Procedure
 from schemas.deadlines import DeadlineClock, Pause
 from schemas.status import ClockEffect, NationalStatus
 from schemas.workdays import WorkingCalendar, default_calendar
-from services.tracker.store import from_text, maybe_from_text
+from services.tracker import tally
+from services.tracker.store import LIVE, from_text, maybe_from_text
+from services.tracker.tally import Tally
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +53,7 @@ _STORY_ORDER: Final = (
     "CASE event_type WHEN 'dossier.received' THEN 0 WHEN 'handoff.outcome' THEN 1"
     " WHEN 'handoff.requested' THEN 2 WHEN 'dossier.status_changed' THEN 3 ELSE 4 END"
 )
+_LEG_ORDER: Final = "ORDER BY requested_at IS NULL, requested_at, step_id"
 
 
 def utc_now() -> datetime:
@@ -216,6 +224,72 @@ class _Dossier:
     def summary(self) -> DossierSummary:
         return DossierSummary.model_validate(self.detail.model_dump(include=set(DossierSummary.model_fields)))
 
+    def tally(self) -> Tally:
+        """What this dossier adds to the statistics and the gauges. Measures without a subject are
+        the totals; ``procedure.*`` are by procedure code, ``agency.*`` by the agency of each leg."""
+        d = self.detail
+        counts: Tally = Counter()
+        in_progress = not d.closed
+        counts["dossiers", ""] += 1
+        if d.status is None:
+            counts["unknown_status", ""] += 1
+        else:
+            counts["status", str(d.status.code)] += 1
+        counts["in_progress" if in_progress else "closed", ""] += 1
+        counts["on_time", ""] += bool(d.closed and d.on_time)
+        counts["overdue", ""] += in_progress and d.overdue
+        counts["apology_due", ""] += d.apology_due
+        counts["paused", ""] += in_progress and d.paused
+        counts["stuck_dossiers", ""] += d.stuck
+        if d.procedure is not None:
+            code = d.procedure.code
+            counts["procedure.in_progress" if in_progress else "procedure.closed", code] += 1
+            counts["procedure.on_time", code] += bool(d.closed and d.on_time)
+            counts["procedure.overdue", code] += in_progress and d.overdue
+            # The gauges' states of an open dossier: overdue, else paused, else in progress.
+            counts["procedure.paused_not_overdue", code] += in_progress and d.paused and not d.overdue
+            counts["procedure.apology_due", code] += in_progress and d.apology_due
+        for leg in self.legs:
+            v, agency = leg.view, leg.view.agency
+            counts["agency.legs", agency] += 1
+            counts["agency.open", agency] += leg.open
+            counts["agency.requested", agency] += leg.open and v.state == "requested"
+            counts["agency.waiting_on_citizen", agency] += leg.open and v.state == "waiting_on_citizen"
+            counts["agency.stuck", agency] += v.stuck
+            counts["agency.overdue", agency] += leg.open and v.overdue
+            counts["agency.completed", agency] += v.state == "completed"
+            counts["agency.completed_late", agency] += v.state == "completed" and v.overdue
+            counts["agency.rejected", agency] += v.state == "rejected"
+        return counts
+
+
+# A dossier's row, its legs' rows and its pauses' rows, as read.
+_Rows = tuple[sqlite3.Row, list[sqlite3.Row], list[sqlite3.Row]]
+
+
+class Count:
+    """Counts as of one instant, summed a batch at a time: the closed dossiers' sums and the live
+    dossiers' rows were read at that instant; :meth:`step` evaluates the live ones."""
+
+    def __init__(
+        self,
+        now: datetime,
+        closed: Tally,
+        live: list[_Rows],
+        evaluate: Callable[[sqlite3.Row, list[sqlite3.Row], list[sqlite3.Row], datetime], _Dossier],
+    ) -> None:
+        self.now = now
+        self.totals = closed
+        self._pending = live[::-1]
+        self._evaluate = evaluate
+
+    def step(self, batch: int | None = None) -> bool:
+        """Evaluate and add the next ``batch`` live dossiers (all of them if None); True once done."""
+        for _ in range(len(self._pending) if batch is None else min(batch, len(self._pending))):
+            row, legs, pauses = self._pending.pop()
+            self.totals.update(self._evaluate(row, legs, pauses, self.now).tally())
+        return not self._pending
+
 
 class TrackerViews:
     """Reads the projection and answers the supervision questions as of ``now()``."""
@@ -233,6 +307,7 @@ class TrackerViews:
         self.calendar = calendar or default_calendar()
         self.now = now
         self._procedures = {p.code: p for p in catalog.procedures}
+        self._rules: str | None = None
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -296,113 +371,154 @@ class TrackerViews:
 
     def stats(self) -> Stats:
         """Counts by status, agency and procedure, and overall totals."""
-        now = self.now()
-        found = self._load("", (), now=now)
-        by_status = dict.fromkeys(NationalStatus, 0)
-        agencies: dict[str, dict[str, int]] = {a.value: defaultdict(int) for a in Agency}
-        procedures: dict[str, dict[str, int]] = {code: defaultdict(int) for code in self._procedures}
-        totals: dict[str, int] = defaultdict(int)
-        for dossier in found:
-            d = dossier.detail
-            totals["dossiers"] += 1
-            if d.status is None:
-                totals["unknown_status"] += 1
-            else:
-                by_status[NationalStatus(d.status.code)] += 1
-            in_progress = not d.closed
-            totals["in_progress" if in_progress else "closed"] += 1
-            totals["on_time"] += bool(d.closed and d.on_time)
-            totals["overdue"] += in_progress and d.overdue
-            totals["apology_due"] += d.apology_due
-            totals["paused"] += in_progress and d.paused
-            totals["stuck_dossiers"] += d.stuck
-            if d.procedure is not None:
-                counts = procedures.setdefault(d.procedure.code, defaultdict(int))
-                counts["in_progress" if in_progress else "closed"] += 1
-                counts["on_time"] += bool(d.closed and d.on_time)
-                counts["overdue"] += in_progress and d.overdue
-            for leg in dossier.legs:
-                v = leg.view
-                counts = agencies.setdefault(v.agency, defaultdict(int))
-                counts["open"] += leg.open
-                counts["waiting_on_citizen"] += leg.open and v.state == "waiting_on_citizen"
-                counts["stuck"] += v.stuck
-                counts["overdue"] += leg.open and v.overdue
-                if v.state == "completed":
-                    counts["completed"] += 1
-                    counts["completed_late"] += v.overdue
-                elif v.state == "rejected":
-                    counts["rejected"] += 1
-                totals["stuck_legs"] += v.stuck
+        count = self.start_count()
+        count.step()
+        now, counts = count.now, count.totals
+        agency_names = [a.value for a in Agency]
+        # Legs name only known agencies (their events are validated); any other would follow, sorted.
+        agencies = agency_names + sorted(
+            {s for (m, s), n in counts.items() if m == "agency.legs" and n and s not in agency_names}
+        )
+        procedures = list(self._procedures) + self._first_seen(
+            {
+                s
+                for (m, s), n in counts.items()
+                if m in ("procedure.in_progress", "procedure.closed") and n and s not in self._procedures
+            }
+        )
+
+        def total(measure: str) -> int:
+            return counts[measure, ""]
+
+        def agency_stats(agency: str) -> AgencyStats:
+            def c(measure: str) -> int:
+                return counts["agency." + measure, agency]
+
+            return AgencyStats(
+                agency=agency,
+                open=c("open"),
+                waiting_on_citizen=c("waiting_on_citizen"),
+                completed=c("completed"),
+                rejected=c("rejected"),
+                stuck=c("stuck"),
+                overdue=c("overdue"),
+                completed_late=c("completed_late"),
+                on_time_ratio=_ratio(c("completed") - c("completed_late"), c("completed")),
+            )
+
+        def procedure_stats(code: str) -> ProcedureStats:
+            def c(measure: str) -> int:
+                return counts["procedure." + measure, code]
+
+            known = self._procedures.get(code)
+            return ProcedureStats(
+                code=code,
+                name_vi=known.name_vi if known else None,
+                name_en=known.name_en if known else None,
+                in_progress=c("in_progress"),
+                closed=c("closed"),
+                on_time=c("on_time"),
+                on_time_ratio=_ratio(c("on_time"), c("closed")),
+                overdue=c("overdue"),
+            )
+
         return Stats(
             as_of=now,
             totals=Totals(
-                dossiers=totals["dossiers"],
-                in_progress=totals["in_progress"],
-                closed=totals["closed"],
-                on_time=totals["on_time"],
-                on_time_ratio=_ratio(totals["on_time"], totals["closed"]),
-                overdue=totals["overdue"],
-                apology_due=totals["apology_due"],
-                paused=totals["paused"],
-                stuck_legs=totals["stuck_legs"],
-                stuck_dossiers=totals["stuck_dossiers"],
-                unknown_status=totals["unknown_status"],
+                dossiers=total("dossiers"),
+                in_progress=total("in_progress"),
+                closed=total("closed"),
+                on_time=total("on_time"),
+                on_time_ratio=_ratio(total("on_time"), total("closed")),
+                overdue=total("overdue"),
+                apology_due=total("apology_due"),
+                paused=total("paused"),
+                stuck_legs=sum(n for (m, _), n in counts.items() if m == "agency.stuck"),
+                stuck_dossiers=total("stuck_dossiers"),
+                unknown_status=total("unknown_status"),
             ),
-            by_status=[StatusCount(code=int(s), vi=s.vi, en=s.en, count=n) for s, n in by_status.items()],
-            by_agency=[
-                AgencyStats(
-                    agency=agency,
-                    open=c["open"],
-                    waiting_on_citizen=c["waiting_on_citizen"],
-                    completed=c["completed"],
-                    rejected=c["rejected"],
-                    stuck=c["stuck"],
-                    overdue=c["overdue"],
-                    completed_late=c["completed_late"],
-                    on_time_ratio=_ratio(c["completed"] - c["completed_late"], c["completed"]),
-                )
-                for agency, c in agencies.items()
+            by_status=[
+                StatusCount(code=int(s), vi=s.vi, en=s.en, count=counts["status", str(int(s))])
+                for s in NationalStatus
             ],
-            by_procedure=[
-                ProcedureStats(
-                    code=code,
-                    name_vi=self._procedures[code].name_vi if code in self._procedures else None,
-                    name_en=self._procedures[code].name_en if code in self._procedures else None,
-                    in_progress=c["in_progress"],
-                    closed=c["closed"],
-                    on_time=c["on_time"],
-                    on_time_ratio=_ratio(c["on_time"], c["closed"]),
-                    overdue=c["overdue"],
-                )
-                for code, c in procedures.items()
-            ],
+            by_agency=[agency_stats(agency) for agency in agencies],
+            by_procedure=[procedure_stats(code) for code in procedures],
         )
 
     def evaluated(self) -> list[tuple[DossierDetail, list[tuple[LegView, bool]]]]:
-        """Every dossier as of ``now()``, each leg with whether it is open (the metrics gauges)."""
+        """Every dossier as of ``now()``, each leg with whether it is open."""
         return [
             (d.detail, [(leg.view, leg.open) for leg in d.legs]) for d in self._load("", (), now=self.now())
         ]
 
+    # -- counting -------------------------------------------------------------------------------
+
+    def catch_up(self, batch: int = tally.BATCH) -> bool:
+        """Take the tallies of up to ``batch`` closed dossiers written to since; True once up to date."""
+        if self._rules is None:
+            self._rules = self._rules_of_judgement()
+        tally.keep_rules(self.conn, self._rules)
+        return tally.catch_up(self.conn, self._judge, batch)
+
+    def start_count(self) -> Count:
+        """The counts as of now: the closed dossiers' sums, and the live dossiers read now, to be
+        evaluated by :meth:`Count.step` (as of now, whatever is written in between)."""
+        while not self.catch_up():
+            pass
+        now = self.now()
+        return Count(now, tally.totals(self.conn), self._read(f"WHERE {LIVE}", ()), self._evaluate)
+
+    def _judge(self, ids: list[str]) -> dict[str, Tally]:
+        marks = ", ".join("?" * len(ids))
+        # A closed dossier is judged as of its closing: the instant given here is not read.
+        found = self._load(f"WHERE dossier_id IN ({marks}) AND NOT ({LIVE})", tuple(ids), now=self.now())
+        return {d.detail.dossier_id: d.tally() for d in found}
+
+    def _rules_of_judgement(self) -> str:
+        """What a closed dossier's tally depends on besides its rows: the catalog's deadlines and shares,
+        and the working days."""
+        cal = self.calendar
+        parts = (
+            self.catalog.model_dump_json(),
+            sorted(cal.extra_days_off),
+            sorted(cal.extra_working_days),
+            (cal.opens, cal.closes, cal.intake_cutoff, str(cal.tz)),
+            version("holidays"),
+        )
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    def _first_seen(self, codes: set[str]) -> list[str]:
+        """Procedure codes outside the catalog, in the order their first dossier was stored."""
+        if not codes:
+            return []
+        rows = self.conn.execute(
+            f"SELECT procedure_code FROM dossiers WHERE procedure_code IN ({', '.join('?' * len(codes))})"
+            " GROUP BY procedure_code ORDER BY MIN(rowid)",
+            tuple(codes),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     # -- loading and evaluating -----------------------------------------------------------------
 
     def _load(self, clause: str, params: tuple[object, ...], *, now: datetime) -> list[_Dossier]:
+        return [self._evaluate(*found, now) for found in self._read(clause, params)]
+
+    def _read(self, clause: str, params: tuple[object, ...]) -> list[_Rows]:
         rows = self.conn.execute(f"SELECT * FROM dossiers {clause}", params).fetchall()
         if not rows:
             return []
         ids = [str(r["dossier_id"]) for r in rows]
-        legs = _grouped(self._rows_for("legs", ids, "ORDER BY requested_at IS NULL, requested_at, step_id"))
-        pauses = _grouped(self._rows_for("pauses", ids, "ORDER BY start"))
-        return [
-            self._evaluate(row, legs.get(id_, []), pauses.get(id_, []), now)
-            for row, id_ in zip(rows, ids, strict=True)
-        ]
-
-    def _rows_for(self, table: str, ids: list[str], order: str) -> list[sqlite3.Row]:
+        # The legs and pauses of the dossiers read, and only of those (of all without a clause).
         if len(ids) == 1:
-            return self.conn.execute(f"SELECT * FROM {table} WHERE dossier_id = ? {order}", ids).fetchall()
-        return self.conn.execute(f"SELECT * FROM {table} {order}").fetchall()
+            clause, params = "WHERE dossier_id = ?", tuple(ids)
+        elif clause:
+            clause = f"WHERE dossier_id IN (SELECT dossier_id FROM dossiers {clause})"
+        legs = _grouped(self._rows_for("legs", clause, params, _LEG_ORDER))
+        pauses = _grouped(self._rows_for("pauses", clause, params, "ORDER BY start"))
+        return [(row, legs.get(id_, []), pauses.get(id_, [])) for row, id_ in zip(rows, ids, strict=True)]
+
+    def _rows_for(self, table: str, clause: str, params: tuple[object, ...], order: str) -> list[sqlite3.Row]:
+        return self.conn.execute(f"SELECT * FROM {table} {clause} {order}", params).fetchall()
 
     def _evaluate(
         self, row: sqlite3.Row, leg_rows: list[sqlite3.Row], pause_rows: list[sqlite3.Row], now: datetime
