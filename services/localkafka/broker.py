@@ -294,8 +294,11 @@ class LocalKafkaBroker:
         id_file = self.work_dir / "cluster.id"
         if id_file.exists():
             return id_file.read_text(encoding="utf-8").strip()
-        # What `kafka-storage.sh random-uuid` prints: URL-safe base64 of a UUID, no padding.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # What `kafka-storage.sh random-uuid` prints: URL-safe base64 of a UUID, no padding, and (as
+        # Kafka's Uuid.randomUuid) never starting with "-", which a command line takes for an option.
+        cluster_id = "-"
+        while cluster_id.startswith("-"):
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         id_file.write_text(cluster_id, encoding="utf-8")
         return cluster_id
 
@@ -303,8 +306,7 @@ class LocalKafkaBroker:
         command = self._java_command(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self._cluster_id(),
+            f"--cluster-id={self._cluster_id()}",  # one argument, whatever the id starts with
             "-c",
             str(config),
             "--ignore-formatted",
