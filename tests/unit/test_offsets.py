@@ -35,10 +35,10 @@ class SlowConsumer:
 
 async def test_marks_made_during_a_commit_go_out_together_in_the_next() -> None:
     consumer = SlowConsumer({A, B})
-    committer = BackgroundCommitter(consumer)
+    committer = BackgroundCommitter(consumer, gather_s=0)
 
     committer.mark("t", 0, 10)
-    await asyncio.sleep(0)  # the first commit is in flight
+    await asyncio.sleep(0.01)  # the first commit is in flight
     for offset in range(11, 20):
         committer.mark("t", 0, offset)
     committer.mark("t", 1, 3)
@@ -61,3 +61,16 @@ async def test_a_revoked_partition_is_not_committed_and_a_refused_commit_does_no
     await asyncio.wait_for(committer.flush(), timeout=5)
 
     assert consumer.commits == [{A: 2}, {A: 3}]
+
+
+async def test_a_trickle_of_records_within_the_gathering_time_costs_one_commit() -> None:
+    consumer = SlowConsumer({A})
+    consumer.release.set()
+    committer = BackgroundCommitter(consumer, gather_s=0.2)
+
+    for offset in range(5):
+        committer.mark("t", 0, offset)
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(committer.flush(), timeout=5)
+
+    assert consumer.commits == [{A: 5}]
