@@ -122,8 +122,8 @@ class EventConsumer:
         self.verifier = signing.process_verifier() if verifier == "env" else verifier
         if self.verifier is None:
             log.warning("consumer group %s does not verify event signatures (no trust store)", group_id)
-        # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
         self.gather_ms = gather_ms
+        # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
         self.metrics = METRICS.service(service or group_id.rsplit(".", 1)[-1].split("-")[0])
         self._committers: weakref.WeakKeyDictionary[Any, BackgroundCommitter] = weakref.WeakKeyDictionary()
 
