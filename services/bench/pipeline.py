@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -166,14 +167,7 @@ class PipelineBench:
                 if procedure == BIRTH:
                     births.append(dossier_id)
 
-        cpu0 = self._cpu()
-        start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(self.concurrency)))
-        end = await self.wait_closed(births, 60 + count / 2)
-        cpu1 = self._cpu()
-        result = PhaseResult(count, end - start, {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
-        result.latencies_ms = self.latencies_ms(births)
-        return result
+        return await self._phase(asyncio.gather(*(client() for _ in range(self.concurrency))), births, count)
 
     async def fixed_rate(self, rate_per_s: float, duration_s: float) -> PhaseResult:
         """Open loop: births handed in at ``rate_per_s`` (each on schedule, whatever the others do)."""
@@ -184,9 +178,14 @@ class PipelineBench:
             await asyncio.sleep(delay)
             ids.append(await self.submit(BIRTH))
 
+        return await self._phase(asyncio.gather(*(at(i / rate_per_s) for i in range(count))), ids, count)
+
+    async def _phase(self, submitting: Awaitable[object], ids: list[str], count: int) -> PhaseResult:
+        """Times ``submitting`` (which fills ``ids``) until every dossier of ``ids`` is closed, with each
+        process's CPU seconds over that time."""
         cpu0 = self._cpu()
         start = time.perf_counter()
-        await asyncio.gather(*(at(i / rate_per_s) for i in range(count)))
+        await submitting
         end = await self.wait_closed(ids, 60 + count / 2)
         cpu1 = self._cpu()
         result = PhaseResult(count, end - start, {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
