@@ -16,12 +16,10 @@ import asyncio
 import time
 from typing import Any, Literal, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.sandbox_kit.agency_http import AgencyClient
-from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "land"
 JobStatus = Literal["running", "succeeded", "rejected", "failed"]
@@ -187,7 +185,7 @@ class LandClient(AgencyClient):
         response = await self._http.request("GET", f"/api/v1/jobs/{job_id}")
         if response.status_code == 404:
             raise AgencyProtocolError(f"unknown job {job_id}", agency=AGENCY, status_code=404)
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         return self._http.model(Job, self._http.json(response), response)
 
     async def wait_for_job(self, job_id: str, *, within_s: float = 30.0, interval_s: float = 0.05) -> Job:
@@ -212,7 +210,7 @@ class LandClient(AgencyClient):
                 agency=AGENCY,
                 status_code=404,
             )
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         return self._http.model(Parcel, self._http.json(response), response)
 
     async def add_parcel(self, parcel: Parcel) -> Parcel:
@@ -220,12 +218,12 @@ class LandClient(AgencyClient):
         response = await self._http.request(
             "POST", "/_sandbox/parcels", json_body=parcel.model_dump(exclude={"certificate_no"})
         )
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         return self._http.model(Parcel, self._http.json(response), response)
 
     async def _start(self, path: str, body: dict[str, Any], idempotency_key: str) -> Job:
         response = await self._http.request("POST", path, json_body=body, idempotency_key=idempotency_key)
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         if response.status_code != 202:
             raise AgencyProtocolError(
                 f"expected 202 from {path}, got {response.status_code}",
@@ -233,19 +231,3 @@ class LandClient(AgencyClient):
                 status_code=response.status_code,
             )
         return self._http.model(Job, self._http.json(response), response)
-
-    def _raise_for_client_error(self, response: httpx.Response) -> None:
-        if response.status_code == 409 and KEY_IN_PROGRESS.encode() in response.content:
-            # the same request is still running at the office: try again later
-            raise AgencyUnavailable(
-                f"{response.request.method} {response.request.url.path}: {KEY_IN_PROGRESS}",
-                agency=AGENCY,
-                status_code=409,
-            )
-        if response.status_code >= 400:
-            raise AgencyProtocolError(
-                f"{response.request.method} {response.request.url.path} answered {response.status_code}: "
-                f"{response.text[:300]}",
-                agency=AGENCY,
-                status_code=response.status_code,
-            )

@@ -13,9 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from connectors.errors import AgencyProtocolError, AgencyRejected
 from connectors.sandbox_kit.agency_http import AgencyClient
-from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "residence"
 OK = "00"
@@ -88,8 +87,7 @@ class ResidenceClient(AgencyClient):
         self, method: str, path: str, body: dict[str, Any] | None, idempotency_key: str | None
     ) -> dict[str, Any]:
         response = await self._http.request(method, path, json_body=body, idempotency_key=idempotency_key)
-        if response.status_code == 409 and KEY_IN_PROGRESS.encode() in response.content:
-            raise AgencyUnavailable(KEY_IN_PROGRESS, agency=AGENCY, status_code=409)
+        self._http.raise_if_in_progress(response)
         envelope = self._http.json(response)
         code, message = envelope.get("ma_ket_qua"), str(envelope.get("thong_diep") or "")
         if response.status_code != 200 or not isinstance(code, str):

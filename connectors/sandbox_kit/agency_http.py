@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyUnavailable
 from connectors.sandbox_kit.idempotency import HEADER as IDEMPOTENCY_HEADER
+from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,6 +80,26 @@ class AgencyHttp:
                 retry_after=_retry_after(response),
             )
         return response
+
+    def raise_if_in_progress(self, response: httpx.Response) -> None:
+        """A 409 saying the same idempotent request is still running at the agency: try again later."""
+        if response.status_code == 409 and KEY_IN_PROGRESS.encode() in response.content:
+            raise AgencyUnavailable(
+                f"{response.request.method} {response.request.url.path}: {KEY_IN_PROGRESS}",
+                agency=self.agency,
+                status_code=409,
+            )
+
+    def raise_for_client_error(self, response: httpx.Response) -> None:
+        """Any other 4xx is a request the agency will never accept as sent."""
+        self.raise_if_in_progress(response)
+        if response.status_code >= 400:
+            raise AgencyProtocolError(
+                f"{response.request.method} {response.request.url.path} answered {response.status_code}: "
+                f"{response.text[:300]}",
+                agency=self.agency,
+                status_code=response.status_code,
+            )
 
     def json(self, response: httpx.Response) -> dict[str, Any]:
         try:

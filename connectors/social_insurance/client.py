@@ -17,9 +17,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from connectors.errors import AgencyProtocolError, AgencyUnavailable
+from connectors.errors import AgencyProtocolError
 from connectors.sandbox_kit.agency_http import AgencyClient
-from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
 
 AGENCY = "social_insurance"
 RequestStatus = Literal["PROCESSING", "APPROVED", "REJECTED"]
@@ -109,7 +108,7 @@ class SocialInsuranceClient(AgencyClient):
 
     async def get_request(self, request_id: str) -> RequestState:
         response = await self._http.request("GET", f"/bhxh/api/requests/{request_id}")
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         return self._http.model(RequestState, self._http.json(response), response)
 
     def health_card(self, state: RequestState) -> HealthCard:
@@ -129,20 +128,9 @@ class SocialInsuranceClient(AgencyClient):
         response = await self._http.request(
             "POST", "/bhxh/api/requests", json_body=body, idempotency_key=idempotency_key
         )
-        self._raise_for_client_error(response)
+        self._http.raise_for_client_error(response)
         if response.status_code != 202:
             raise AgencyProtocolError(
                 f"expected 202, got {response.status_code}", agency=AGENCY, status_code=response.status_code
             )
         return self._http.model(Accepted, self._http.json(response), response)
-
-    def _raise_for_client_error(self, response: httpx.Response) -> None:
-        if response.status_code == 409 and KEY_IN_PROGRESS.encode() in response.content:
-            raise AgencyUnavailable(KEY_IN_PROGRESS, agency=AGENCY, status_code=409)
-        if response.status_code >= 400:
-            raise AgencyProtocolError(
-                f"{response.request.method} {response.request.url.path} answered {response.status_code}: "
-                f"{response.text[:300]}",
-                agency=AGENCY,
-                status_code=response.status_code,
-            )
