@@ -5,10 +5,8 @@ outbox written), so a committed offset never passes an unprocessed record. The c
 broker round trip, eight times the cost of handling a record — runs beside the consumer: marks
 gather for a moment and while a commit is in flight, and the next commit covers all of them.
 
-Hand-written because neither FastStream (its ``ack`` awaits a commit of every record, and its batch
-subscriber sleeps a whole ``batch_timeout_ms`` after every empty poll — up to 100 ms added to every
-hop at low load) nor aiokafka (``enable_auto_commit`` commits what was fetched, not what was stored)
-commits this way.
+Hand-written because neither FastStream (its ``ack`` awaits a commit of each message or batch) nor
+aiokafka (``enable_auto_commit`` commits what was fetched, not what was stored) commits this way.
 
 A commit lost to a rebalance or a crash only means the records since the last commit come again;
 every consumer deduplicates them by event id.
