@@ -3,7 +3,8 @@
 For each record: the runtime parses it as an event (a record that does not parse, or is not an event
 this consumer accepts, goes to the dead-letter topic with the reason and never reaches the handler);
 an event already processed is skipped; the handler decides; its writes, the event id and what it
-emits are committed in one transaction; only then is the Kafka offset committed. A failure of the
+emits are committed atomically (the records of one poll share a transaction: see
+:mod:`services.runtime.store`); only then is the Kafka offset committed. A failure of the
 infrastructure itself (the store, a bug) leaves the offset where it is, so the record comes again.
 
 The same path serves FastStream subscribers (main topics) and the delayed-retry consumers
@@ -18,6 +19,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from faststream import AckPolicy
@@ -153,14 +155,22 @@ class EventConsumer:
         )
         async def consume(body: Any, message: KafkaMessage) -> None:
             raw = message.raw_message
-            committer = self._committer(message.consumer)
-            for record in raw if isinstance(raw, tuple) else (raw,):
-                try:
-                    await self.process(ReceivedRecord.from_consumer_record(record, self.group_id), handler)
-                except Exception:
-                    await message.nack()
-                    raise
-                committer.mark(record.topic, record.partition, record.offset)
+            mark = self._committer(message.consumer).mark
+            try:
+                # One transaction for the records handled until the consumer yields (services.runtime.store);
+                # a record's offset is marked once its commit is durable, never before.
+                with self.store.grouped() as group:
+                    for record in raw if isinstance(raw, tuple) else (raw,):
+                        received = ReceivedRecord.from_consumer_record(record, self.group_id)
+                        await self.process(received, handler)
+                        group.when_durable(partial(self._stored, mark, record))
+            except Exception:
+                await message.nack()
+                raise
+
+    def _stored(self, mark: Callable[[str, int, int], None], record: Any) -> None:
+        mark(record.topic, record.partition, record.offset)
+        self.relay.wake()
 
     def _committer(self, consumer: Any) -> BackgroundCommitter:
         committer = self._committers.get(consumer)

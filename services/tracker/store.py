@@ -11,12 +11,10 @@ topics), and the projection fills the gaps in as the other events arrive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.runtime.outbox import OutgoingRecord
-from services.runtime.store import SqliteProcessingStore, Write
+from services.runtime.store import SqliteProcessingStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dossiers (
@@ -141,21 +139,3 @@ class SqliteTrackerStore(SqliteProcessingStore):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, SCHEMA)
-        self._after_commit: list[Callable[[], None]] = []
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the transaction in progress committed (never if it rolled back or
-        the event was a duplicate): how a write counts something exactly once."""
-        self._after_commit.append(callback)
-
-    def commit(
-        self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None = None
-    ) -> bool:
-        try:
-            applied = super().commit(event_id, emitted, write)
-        finally:
-            callbacks, self._after_commit = self._after_commit, []
-        if applied:
-            for callback in callbacks:
-                callback()
-        return applied
