@@ -14,7 +14,6 @@ A handoff's life in the host's store: (none) → ``retrying`` (on a delay tier, 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -24,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
+
+import orjson
 
 from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Rejected, WaitingOnCitizen
 from connectors.errors import AgencyRejected, AgencyUnavailable
@@ -105,7 +106,11 @@ class HandoffStore(SqliteProcessingStore):
         attempt: int = 0,
         poll_token: str | None = None,
         next_poll_at: float | None = None,
+        as_received: bytes | None = None,
     ) -> Write:
+        """``as_received``: the request's record value, stored as it came instead of serialised again."""
+        stored = as_received if as_received is not None else request.model_dump_json()
+
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO handoffs (handoff_id, request, state, attempt, poll_token, next_poll_at) "
@@ -114,7 +119,7 @@ class HandoffStore(SqliteProcessingStore):
                 "next_poll_at = excluded.next_poll_at",
                 (
                     str(request.data.handoff_id),
-                    request.model_dump_json(),
+                    stored,
                     state,
                     attempt,
                     poll_token,
@@ -155,7 +160,7 @@ def as_request(event: HandoffRequested) -> HandoffRequest:
         step_id=data.step_id,
         action=data.action,
         form_kind=data.form_kind.value,
-        form=json.loads(json.dumps(data.form, default=str)),
+        form=orjson.loads(orjson.dumps(data.form, default=str)),  # a copy, JSON types only
         inputs={k: dict(v) for k, v in data.inputs.items()},
     )
 
@@ -237,7 +242,7 @@ class ConnectorHost:
             if failure is FailureClass.BUSINESS:
                 self.breaker.record_success()  # the agency answered
                 assert isinstance(error, AgencyRejected)
-                return self._settle(event, Rejected(reason=error.reason))
+                return self._settle(event, Rejected(reason=error.reason), record)
             if failure is FailureClass.TRANSIENT:
                 self.breaker.record_failure()
                 return self._delay(event, record, error)
@@ -248,18 +253,22 @@ class ConnectorHost:
         self.metrics.called(CallResult.OK)
         self.breaker.record_success()
         del attempts
-        return self._settle(event, result)
+        return self._settle(event, result, record)
 
     def _retried_in_process(self) -> None:
         self.metrics.called(CallResult.TRANSIENT)
         self.metrics.retried_in_process()
 
-    def _settle(self, request: HandoffRequested, result: HandoffResult) -> Effect:
+    def _settle(self, request: HandoffRequested, result: HandoffResult, record: ReceivedRecord) -> Effect:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
+        received = record.value
         if isinstance(result, (Completed, Rejected)):
-            return Effect([self._outcome(request, result)], self.store.recording(request, SETTLED))
+            write = self.store.recording(request, SETTLED, as_received=received)
+            return Effect([self._outcome(request, result)], write)
         next_poll = time.time() + self.settings.poll_interval_s
-        write = self.store.recording(request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll)
+        write = self.store.recording(
+            request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=received
+        )
         emitted = [self._outcome(request, result)] if isinstance(result, WaitingOnCitizen) else []
         return Effect(emitted, write)
 
