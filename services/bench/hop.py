@@ -77,7 +77,7 @@ async def run_hop(
     relay_task = asyncio.create_task(relay.run())
     try:
         deadline = time.monotonic() + 600
-        while not (handled >= count and store.outbox.size() == 0):
+        while not (handled >= count and store.outbox.is_empty()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"hop: {handled}/{count} handled, {store.outbox.size()} unpublished")
             await asyncio.sleep(0.01)

@@ -23,6 +23,7 @@ SECTIONS = (
     "replay",
     "peak_rss_mb",
     "ratios",
+    "raw_hop_rounds",
 )
 
 
@@ -31,7 +32,9 @@ def test_quick_bench_writes_every_section(
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     out = tmp_path / "bench.json"
-    answer = CliRunner().invoke(app, ["bench", "--quick", "--messages", "300", "--json", str(out)])
+    answer = CliRunner().invoke(
+        app, ["bench", "--quick", "--messages", "300", "--rounds", "2", "--json", str(out)]
+    )
     assert answer.exit_code == 0, answer.output
     assert "hop_over_raw" in answer.output
     result = json.loads(out.read_text())
@@ -44,3 +47,5 @@ def test_quick_bench_writes_every_section(
         assert phase["cpu_s_per_1k_dossiers"] > 0
     assert result["peak_rss_mb"] and all(v > 0 for v in result["peak_rss_mb"].values())
     assert all(v > 0 for v in result["ratios"].values())
+    rounds = result["raw_hop_rounds"]
+    assert len(rounds) == 2 and result["ratios"]["hop_over_raw"] in {r["hop_over_raw"] for r in rounds}
