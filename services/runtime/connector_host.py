@@ -14,6 +14,7 @@ A handoff's life in the host's store: (none) → ``retrying`` (on a delay tier, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -61,6 +62,7 @@ _OUTCOME_NAMESPACE = uuid.UUID("a3e1c7d2-5b4f-4c8e-9f0a-7d6b2e1c3f55")
 _REASON_LIMIT = 1000
 
 RETRYING, PENDING, SETTLED, DEAD_LETTERED = "retrying", "pending", "settled", "dead_lettered"
+_MIN_POLL_GAP_S = 0.005  # between polling rounds when more is already due (no hot loop)
 
 
 class WrongAgency(EventContractError):
@@ -85,6 +87,11 @@ class HandoffStore(SqliteProcessingStore):
             "SELECT state, attempt FROM handoffs WHERE handoff_id = ?", (handoff_id,)
         ).fetchone()
         return HandoffRow(str(row["state"]), int(row["attempt"])) if row else None
+
+    def next_poll_at(self) -> float | None:
+        """When the earliest pending handoff is due to be polled (None when none is pending)."""
+        row = self.conn.execute("SELECT min(next_poll_at) FROM handoffs WHERE state = 'pending'").fetchone()
+        return None if row[0] is None else float(row[0])
 
     def count(self, state: str) -> int:
         return int(self.conn.execute("SELECT count(*) FROM handoffs WHERE state = ?", (state,)).fetchone()[0])
@@ -191,6 +198,7 @@ class ConnectorHost:
             cooldown_s=settings.circuit_cooldown_s,
             on_change=self._circuit_changed,
         )
+        self._newly_pending = asyncio.Event()
 
     @property
     def retry_topics(self) -> list[str]:
@@ -263,14 +271,19 @@ class ConnectorHost:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
         received = record.value
         if isinstance(result, (Completed, Rejected)):
-            write = self.store.recording(request, SETTLED, as_received=received)
-            return Effect([self._outcome(request, result)], write)
+            settled = self.store.recording(request, SETTLED, as_received=received)
+            return Effect([self._outcome(request, result)], settled)
         next_poll = time.time() + self.settings.poll_interval_s
-        write = self.store.recording(
+        recording = self.store.recording(
             request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=received
         )
+
+        def pending(conn: sqlite3.Connection) -> None:
+            recording(conn)
+            self.store.after_commit(self._newly_pending.set)  # the poll loop times its first poll
+
         emitted = [self._outcome(request, result)] if isinstance(result, WaitingOnCitizen) else []
-        return Effect(emitted, write)
+        return Effect(emitted, pending)
 
     def _delay(self, request: HandoffRequested, record: ReceivedRecord, error: Exception) -> Effect:
         """Sends the request to its next delay tier, or to the dead letters after the last one."""
@@ -418,4 +431,17 @@ class ConnectorHost:
                 raise
             except Exception:
                 log.exception("poll loop of %s failed; continuing", self.agency.value)
-            await asyncio.sleep(self.settings.poll_interval_s)
+            self._newly_pending.clear()
+            await self._until_next_poll()
+
+    async def _until_next_poll(self) -> None:
+        """Until the earliest pending handoff is due, at most ``poll_interval_s``: a job is polled when
+        it is due, not up to a whole interval later. A handoff that becomes pending meanwhile (due
+        sooner than the wait) cuts the wait short; one committed while a round ran is in the store."""
+        wait = self.settings.poll_interval_s
+        due = self.store.next_poll_at()
+        if due is not None:
+            wait = min(wait, max(due - time.time(), _MIN_POLL_GAP_S))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._newly_pending.wait()

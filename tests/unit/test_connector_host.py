@@ -3,6 +3,7 @@ dead-lettered, pending work polled to its end, redeliveries ignored — with a f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -259,3 +260,32 @@ async def test_deciding_an_outcome_twice_gives_it_the_same_event_id(
     [one] = outcomes(await handle(first, marriage_request))
     [two] = outcomes(await handle(second, marriage_request))
     assert one.event_id == two.event_id
+
+
+async def test_a_pending_job_is_polled_when_due_not_a_whole_interval_later(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    """The poll loop sleeps until the earliest job is due; a job pending meanwhile shortens the sleep."""
+    polled_at: list[float] = []
+    polled = asyncio.Event()
+
+    class TimedRegistry(FakeMarriageRegistry):
+        async def poll(self, poll_token: str) -> HandoffResult:
+            polled_at.append(time.monotonic())
+            polled.set()
+            return Completed({"paid": True})
+
+    connector = TimedRegistry(WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-1"))
+    store = HandoffStore(tmp_path / "connector.db")
+    relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
+    host = ConnectorHost(connector, store, relay, HostSettings(poll_interval_s=1.0))
+    loop = asyncio.create_task(host.poll_loop())
+    try:
+        await asyncio.sleep(0.2)  # the loop found nothing pending and waits a whole interval
+        pending_at = time.monotonic()
+        await handle(host, marriage_request)  # due one interval from now
+        await asyncio.wait_for(polled.wait(), timeout=5)
+    finally:
+        loop.cancel()
+    # due at pending_at + 1.0; the old fixed-interval loop polled it 1.8 s after (at its second wake)
+    assert 0.95 <= polled_at[0] - pending_at < 1.5
