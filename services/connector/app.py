@@ -24,7 +24,10 @@ from services.runtime.tracing import traced_sender
 class ConnectorSettings(ServiceSettings):
     agency: Agency = Field(default=Agency.LAND)
     port: int = Field(default=8100)
-    poll_interval_s: float = Field(default=0.5, description="How often pending work is polled.")
+    poll_interval_s: float = Field(
+        default=0.5,
+        description="How long after a job became pending, or was last polled, it is polled again.",
+    )
     call_timeout_s: float = Field(default=10.0, description="Longest wait for one agency call.")
     retry_attempts: int = Field(default=3, description="In-process attempts for a blip, the first included.")
     retry_within_s: float = Field(default=3.0, description="In-process retries never take longer than this.")
