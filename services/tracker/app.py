@@ -55,7 +55,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         relay=relay,
         group_id=f"{settings.topic_prefix}tracker",
         accepts=(DossierReceived, DossierStatusChanged, DossierClosed, HandoffRequested, HandoffOutcome),
-        gather_ms=100,  # the supervision views may lag the dossiers by a tenth of a second
+        gather_ms=250,  # the supervision views may lag the dossiers by a quarter of a second
         # The router and the connectors own these topics and dead-letter their poison.
         observes=[settings.topic_prefix + t for t in (DOSSIER_RECEIVED, HANDOFF_OUTCOME)]
         + [requests_topic(agency, settings.topic_prefix) for agency in Agency],
