@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,8 @@ from services.stack.stack import LocalStack, StackPorts
 
 AGENCIES = (Agency.CIVIL_STATUS, Agency.RESIDENCE, Agency.SOCIAL_INSURANCE, Agency.BUSINESS_REGISTRY)
 FAILING = Agency.BUSINESS_REGISTRY
+# What the stack's processes use when no dossier moves: consumers polling, gauges, lag monitors
+SETTLED_CORES = 0.25
 # Zero added agency latency: the social-insurance sandbox answers its jobs at once, and connectors poll
 # pending jobs every 50 ms instead of 500 ms (the poll interval is agency latency, not the bus's).
 ZERO_LATENCY_ENV = {"LIENTHONG_POLL_INTERVAL_S": "0.05", "SOCIAL_INSURANCE_SANDBOX_PROCESSING_SECONDS": "0"}
@@ -94,6 +96,18 @@ class PipelineBench:
 
     def _cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
+
+    async def settle(self, *, idle_cores: float = SETTLED_CORES, within_s: float = 30.0) -> float:
+        """Until the stack is idle again: the previous phase's work off the dossiers' path (the
+        tracker's backlog above all) would otherwise run into the next phase's first seconds.
+        Returns the cores the stack used over the last half second."""
+        deadline = time.monotonic() + within_s
+        while True:
+            before = sum(self._cpu().values())
+            await asyncio.sleep(0.5)
+            busy = (sum(self._cpu().values()) - before) / 0.5
+            if busy <= idle_cores or time.monotonic() > deadline:
+                return busy
 
     async def watch_closed(self) -> None:
         """Reads ``dossier.closed`` from now on: when each dossier closed (its ``closed_at``)."""
@@ -168,7 +182,10 @@ class PipelineBench:
                 if procedure == BIRTH:
                     births.append(dossier_id)
 
-        return await self._phase(asyncio.gather(*(client() for _ in range(self.concurrency))), births, count)
+        def clients() -> Awaitable[object]:
+            return asyncio.gather(*(client() for _ in range(self.concurrency)))
+
+        return await self._phase(clients, births, count)
 
     async def fixed_rate(self, rate_per_s: float, duration_s: float) -> PhaseResult:
         """Open loop: births handed in at ``rate_per_s`` (each on schedule, whatever the others do)."""
@@ -179,18 +196,24 @@ class PipelineBench:
             await asyncio.sleep(delay)
             ids.append(await self.submit(BIRTH))
 
-        return await self._phase(asyncio.gather(*(at(i / rate_per_s) for i in range(count))), ids, count)
+        def on_schedule() -> Awaitable[object]:
+            return asyncio.gather(*(at(i / rate_per_s) for i in range(count)))
 
-    async def _phase(self, submitting: Awaitable[object], ids: list[str], count: int) -> PhaseResult:
-        """Times ``submitting`` (which fills ``ids``) until every dossier of ``ids`` is closed, with each
-        process's CPU seconds over that time."""
+        return await self._phase(on_schedule, ids, count)
+
+    async def _phase(
+        self, submit: Callable[[], Awaitable[object]], ids: list[str], count: int
+    ) -> PhaseResult:
+        """Times ``submit()`` (which fills ``ids``) until every dossier of ``ids`` is closed, with each
+        process's CPU seconds over that time. Nothing is submitted before the stack settled."""
         # This process offers the load: one of its full collections (300 ms was seen) would hold back
         # the births due meanwhile and hand them in at once. Collect now, and freeze what survives.
         gc.collect()
         gc.freeze()
+        await self.settle()
         cpu0 = self._cpu()
         start = time.perf_counter()
-        await submitting
+        await submit()
         end = await self.wait_closed(ids, 60 + count / 2)
         cpu1 = self._cpu()
         result = PhaseResult(count, end - start, {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1})
@@ -204,9 +227,15 @@ class PipelineBench:
         else:
             (await self.http.delete(url)).raise_for_status()
 
+    async def mixed(self, count: int) -> PhaseResult:
+        """Births with a household business every fourth, every agency healthy: the isolation run's
+        baseline, the same work but for the failure (the business dossiers cost CPU either way)."""
+        return await self.max_rate(count, extra=HOUSEHOLD_BUSINESS)
+
     async def isolation(self, count: int) -> PhaseResult:
+        """The same traffic as :meth:`mixed` while the business registry fails every call."""
         await self.set_failing(FAILING, True)
         try:
-            return await self.max_rate(count, extra=HOUSEHOLD_BUSINESS)
+            return await self.mixed(count)
         finally:
             await self.set_failing(FAILING, False)

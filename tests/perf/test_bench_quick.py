@@ -19,6 +19,7 @@ SECTIONS = (
     "raw",
     "hop",
     "pipeline",
+    "isolation_baseline",
     "isolation",
     "replay",
     "peak_rss_mb",
@@ -41,7 +42,8 @@ def test_quick_bench_writes_every_section(
     assert all(section in result for section in SECTIONS)
     for loop in ("raw", "hop", "replay"):
         assert result[loop]["rate_per_s"] > 0 and result[loop]["wall_s"] > 0, loop
-    for phase in (result["pipeline"]["max"], result["pipeline"]["half_load"], result["isolation"]):
+    phases = ("isolation_baseline", "isolation")
+    for phase in (result["pipeline"]["max"], result["pipeline"]["half_load"], *(result[p] for p in phases)):
         assert phase["rate_per_s"] > 0 and phase["dossiers"] > 0
         assert 0 < phase["p50_ms"] <= phase["p99_ms"] <= phase["p99_9_ms"]
         assert phase["cpu_s_per_1k_dossiers"] > 0
