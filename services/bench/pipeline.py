@@ -98,9 +98,9 @@ class PipelineBench:
         return {name: cpu_seconds(pid) for name, pid in self.pids().items()}
 
     async def settle(self, *, idle_cores: float = SETTLED_CORES, within_s: float = 30.0) -> float:
-        """Until the stack is idle again: the previous phase's work off the dossiers' path (the
-        tracker's backlog above all) would otherwise run into the next phase's first seconds.
-        Returns the cores the stack used over the last half second."""
+        """Until the stack is idle again, so that work the previous phase left behind (the tracker
+        lags the dossiers by design) cannot run into the next phase's first seconds. Returns the cores
+        the stack used over the last half second."""
         deadline = time.monotonic() + within_s
         while True:
             before = sum(self._cpu().values())
