@@ -73,8 +73,8 @@ async def _let_others_run() -> None:
     await asyncio.sleep(0)
 
 
-def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
-    """The gauges' values from the dossiers' tallies summed (the measures of ``_Dossier.tally``)."""
+def zeroed_snapshot(views: TrackerViews) -> Snapshot:
+    """Every series of every catalog procedure and agency at zero: a state nobody is in still shows."""
     shot = Snapshot()
     for known in (p.code for p in views.catalog.procedures):
         for each in DossierState:
@@ -83,6 +83,12 @@ def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
     for agency in Agency:
         for leg_state in LegState:
             shot.legs[(agency.value, leg_state)] = 0
+    return shot
+
+
+def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
+    """The gauges' values from the dossiers' tallies summed (the measures of ``_Dossier.tally``)."""
+    shot = zeroed_snapshot(views)
     procedures: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     agencies: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (measure, subject), n in counts.items():

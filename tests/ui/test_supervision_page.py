@@ -15,8 +15,7 @@ import pytest
 
 from schemas.agencies import Agency
 from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
-from services.stack.traffic import Traffic
-from tests.stack_helpers import tracker_detail, wait_for
+from tests.stack_helpers import sample_traffic, tracker_detail, wait_for
 from tests.ui.browser import FLAGS, chromium, unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
@@ -83,17 +82,8 @@ async def test_staff_find_a_stuck_dossier_replay_it_and_see_it_complete(
             f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults", json={"down_for_s": OUTAGE_S}
         )
         down.raise_for_status()
-    traffic = Traffic(
-        stack.intake_url,
-        stack.tracker_url,
-        stack.sandbox_url(Agency.LAND),
-        stack.sandbox_url(Agency.TAX),
-        seed=int(time.time()),
-    )
-    try:
+    async with sample_traffic(stack) as traffic:
         marriage = await traffic.marriage()
-    finally:
-        await traffic.aclose()
 
     async def stuck() -> bool:
         try:

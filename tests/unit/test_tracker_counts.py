@@ -18,7 +18,7 @@ from schemas.events import DossierReceived
 from schemas.status import NationalStatus
 from schemas.workdays import WorkingCalendar
 from services.runtime.metrics import DossierState, LegState, RatioScope
-from services.tracker.gauges import Snapshot, refresh, snapshot
+from services.tracker.gauges import Snapshot, refresh, snapshot, zeroed_snapshot
 from services.tracker.store import SqliteTrackerStore
 from services.tracker.views import (
     AgencyStats,
@@ -49,14 +49,7 @@ from tests.unit.test_tracker import (
 
 
 def reference_snapshot(views: TrackerViews) -> Snapshot:
-    shot = Snapshot()
-    for known in (p.code for p in views.catalog.procedures):
-        for each in DossierState:
-            shot.dossiers[(known, each)] = 0
-        shot.apology_due[known] = 0
-    for agency in Agency:
-        for leg_state in LegState:
-            shot.legs[(agency.value, leg_state)] = 0
+    shot = zeroed_snapshot(views)
     closed: dict[str, int] = defaultdict(int)
     closed_on_time: dict[str, int] = defaultdict(int)
     completed: dict[str, int] = defaultdict(int)
