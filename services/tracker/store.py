@@ -16,7 +16,11 @@ from pathlib import Path
 
 from services.runtime.store import SqliteProcessingStore
 
-SCHEMA = """
+# A dossier is live until it is closed (with its closing time): then nothing about it depends on now.
+LIVE = "closed = 0 OR closed_at IS NULL"
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_id TEXT PRIMARY KEY,
     dossier_code TEXT,
@@ -40,8 +44,10 @@ CREATE TABLE IF NOT EXISTS dossiers (
 );
 CREATE INDEX IF NOT EXISTS dossiers_status ON dossiers (status);
 CREATE INDEX IF NOT EXISTS dossiers_procedure ON dossiers (procedure_code);
--- The live dossiers, the ones the counts evaluate as of now: the same condition as LIVE below.
-CREATE INDEX IF NOT EXISTS dossiers_live ON dossiers (dossier_id) WHERE closed = 0 OR closed_at IS NULL;
+-- The live dossiers, the ones the counts evaluate as of now (queries use it with the same WHERE).
+CREATE INDEX IF NOT EXISTS dossiers_live ON dossiers (dossier_id) WHERE """
+    + LIVE
+    + """;
 
 CREATE TABLE IF NOT EXISTS legs (
     handoff_id TEXT PRIMARY KEY,
@@ -105,20 +111,19 @@ CREATE TABLE IF NOT EXISTS tally_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 -- Dossiers written to since their tally was last taken; triggers keep it, so no write is missed
 -- whatever the event (a late outcome or a redelivered closing of a closed dossier included).
 CREATE TABLE IF NOT EXISTS tally_dirty (dossier_id TEXT PRIMARY KEY) WITHOUT ROWID;
-""" + "".join(
-    f"""
+"""
+    + "".join(
+        f"""
 CREATE TRIGGER IF NOT EXISTS tally_dirty_{table}_{action} AFTER {action} ON {table}
 BEGIN
     INSERT INTO tally_dirty (dossier_id) SELECT {row}.dossier_id
     WHERE NOT EXISTS (SELECT 1 FROM tally_dirty WHERE dossier_id = {row}.dossier_id);
 END;
 """
-    for table in ("dossiers", "legs", "pauses")
-    for action, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+        for table in ("dossiers", "legs", "pauses")
+        for action, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+    )
 )
-
-# A dossier is live until it is closed (with its closing time): then nothing about it depends on now.
-LIVE = "closed = 0 OR closed_at IS NULL"
 
 
 def to_text(moment: datetime) -> str:
