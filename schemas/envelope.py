@@ -227,6 +227,13 @@ def event_headers(event: Event) -> dict[str, str]:
     return headers
 
 
+def envelope_matches(event: Event, headers: Mapping[str, bytes | str]) -> bool:
+    """Whether ``headers`` hold, value for value, the CloudEvents headers :func:`event_headers` writes
+    for ``event``. Such headers are valid and agree with the event, so a consumer need not validate
+    them again; any others go through :func:`envelope_from_headers`."""
+    return all(headers.get(name) == value for name, value in event_headers(event).items())
+
+
 def kafka_headers(event: Event) -> list[tuple[str, bytes]]:
     """:func:`event_headers` in the shape aiokafka's ``send(headers=...)`` takes."""
     return [(name, value.encode()) for name, value in event_headers(event).items()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.agencies import Agency
 from schemas.topics import DOSSIER_CLOSED, all_topics
-from services.bench.procstats import cpu_seconds, peak_rss_mb
+from services.bench.procstats import cpu_seconds, freeze_survivors, peak_rss_mb
 from services.stack.samples import BIRTH, HOUSEHOLD_BUSINESS, SampleDossiers
 from services.stack.stack import LocalStack, StackPorts
 
@@ -206,10 +205,9 @@ class PipelineBench:
     ) -> PhaseResult:
         """Times ``submit()`` (which fills ``ids``) until every dossier of ``ids`` is closed, with each
         process's CPU seconds over that time. Nothing is submitted before the stack settled."""
-        # This process offers the load: one of its full collections (300 ms was seen) would hold back
-        # the births due meanwhile and hand them in at once. Collect now, and freeze what survives.
-        gc.collect()
-        gc.freeze()
+        # This process offers the load: one of its full collections would hold back the births due
+        # meanwhile and hand them in at once
+        freeze_survivors()
         await self.settle()
         cpu0 = self._cpu()
         start = time.perf_counter()

@@ -18,7 +18,7 @@ from schemas.topics import all_topics
 from services.bench.hop import run_hop
 from services.bench.messages import prefill
 from services.bench.pipeline import PhaseResult, PipelineBench
-from services.bench.procstats import Stopwatch, peak_rss_mb
+from services.bench.procstats import Stopwatch, freeze_survivors, peak_rss_mb
 from services.bench.raw import run_raw
 from services.bench.replay import run_replay
 from services.localkafka.choice import kafka_endpoint
@@ -105,6 +105,7 @@ async def _loop_topics(bootstrap: str, prefix: str, count: int) -> int:
 async def bench_raw(bootstrap: str, count: int) -> dict[str, Any]:
     prefix = _prefix("raw")
     size = await _loop_topics(bootstrap, prefix, count)
+    freeze_survivors()
     watch = await run_raw(
         bootstrap,
         prefix + "handoff.land.requested",
@@ -119,6 +120,7 @@ async def bench_raw(bootstrap: str, count: int) -> dict[str, Any]:
 async def bench_hop(bootstrap: str, count: int, work_dir: Path, **options: Any) -> dict[str, Any]:
     prefix = _prefix("hop")
     size = await _loop_topics(bootstrap, prefix, count)
+    freeze_survivors()
     watch = await run_hop(bootstrap, prefix, count, work_dir, **options)
     return loop_section(watch, count, message_bytes=size, **{k: v for k, v in options.items()})
 

@@ -31,6 +31,7 @@ from services.router.routing import ChangeStatus, CloseDossier, Decision, Outcom
 from services.router.state import DossierState, Pause
 from services.router.store import RouterStore
 from services.runtime.consumer import Effect
+from services.runtime.ids import name_based_id
 from services.runtime.outbox import OutgoingRecord
 from services.runtime.records import ReceivedRecord, event_record
 
@@ -128,7 +129,7 @@ class RouterHandlers:
         return [self._record(state, decision, cause, index) for index, decision in enumerate(decisions)]
 
     def _record(self, state: DossierState, decision: Decision, cause: Event, index: int) -> OutgoingRecord:
-        event_id = uuid.uuid5(_EVENT_NAMESPACE, f"{cause.event_id}/{index}")
+        event_id = name_based_id(_EVENT_NAMESPACE, f"{cause.event_id}/{index}")
         if isinstance(decision, RequestHandoff):
             leg = decision.leg
             requested = HandoffRequested.create(

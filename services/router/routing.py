@@ -15,6 +15,7 @@ from schemas.agencies import Agency
 from schemas.catalog import Procedure, Step
 from schemas.status import NationalStatus
 from services.router.state import DossierState, Leg, LegStatus, Pause
+from services.runtime.ids import name_based_id
 
 # Handoff ids are derived, not random: re-deciding after a crash requests the same handoff again,
 # and the agency's idempotency key (the handoff id) makes that harmless.
@@ -22,7 +23,7 @@ _HANDOFF_NAMESPACE = uuid.UUID("6f1c1c52-3f0e-4d8e-9a56-2d0c1b7e5a10")
 
 
 def handoff_id_for(dossier_id: str, step_id: str) -> str:
-    return str(uuid.uuid5(_HANDOFF_NAMESPACE, f"{dossier_id}/{step_id}"))
+    return str(name_based_id(_HANDOFF_NAMESPACE, f"{dossier_id}/{step_id}"))
 
 
 class LegDeadlines(Protocol):

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-from uuid import UUID
 
 import orjson
 
@@ -38,6 +37,7 @@ from services.runtime.circuit import CircuitBreaker, CircuitState
 from services.runtime.consumer import Effect
 from services.runtime.deadletter import Failure, dead_letter
 from services.runtime.failures import FailureClass, classify
+from services.runtime.ids import name_based_id
 from services.runtime.metrics import METRICS, CallResult
 from services.runtime.metrics import CircuitState as CircuitMetric
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
@@ -50,13 +50,14 @@ log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS handoffs (
     handoff_id TEXT PRIMARY KEY,
-    request TEXT NOT NULL,
+    request TEXT NOT NULL,          -- the request as received while pending (it is polled); else ''
     state TEXT NOT NULL,            -- retrying, pending, settled or dead_lettered
     attempt INTEGER NOT NULL DEFAULT 0,
     poll_token TEXT,
     next_poll_at REAL
 );
-CREATE INDEX IF NOT EXISTS handoffs_due ON handoffs (state, next_poll_at);
+DROP INDEX IF EXISTS handoffs_due;
+CREATE INDEX IF NOT EXISTS handoffs_pending ON handoffs (next_poll_at) WHERE state = 'pending';
 """
 _OUTCOME_NAMESPACE = uuid.UUID("a3e1c7d2-5b4f-4c8e-9f0a-7d6b2e1c3f55")
 _REASON_LIMIT = 1000
@@ -115,15 +116,19 @@ class HandoffStore(SqliteProcessingStore):
         next_poll_at: float | None = None,
         as_received: bytes | None = None,
     ) -> Write:
-        """``as_received``: the request's record value, stored as it came instead of serialised again."""
-        stored = as_received if as_received is not None else request.model_dump_json()
+        """The request itself is kept only while pending, for the poll loop; its other states need
+        only the row (every copy of a retried request carries it). ``as_received``: the request's record
+        value, stored as it came instead of serialised again."""
+        stored: bytes | str = ""
+        if state == PENDING:
+            stored = as_received if as_received is not None else request.model_dump_json()
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO handoffs (handoff_id, request, state, attempt, poll_token, next_poll_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (handoff_id) DO UPDATE SET state = excluded.state, "
-                "attempt = excluded.attempt, poll_token = excluded.poll_token, "
-                "next_poll_at = excluded.next_poll_at",
+                "request = excluded.request, attempt = excluded.attempt, "
+                "poll_token = excluded.poll_token, next_poll_at = excluded.next_poll_at",
                 (
                     str(request.data.handoff_id),
                     stored,
@@ -269,13 +274,11 @@ class ConnectorHost:
 
     def _settle(self, request: HandoffRequested, result: HandoffResult, record: ReceivedRecord) -> Effect:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
-        received = record.value
         if isinstance(result, (Completed, Rejected)):
-            settled = self.store.recording(request, SETTLED, as_received=received)
-            return Effect([self._outcome(request, result)], settled)
+            return Effect([self._outcome(request, result)], self.store.recording(request, SETTLED))
         next_poll = time.time() + self.settings.poll_interval_s
         recording = self.store.recording(
-            request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=received
+            request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=record.value
         )
 
         def pending(conn: sqlite3.Connection) -> None:
@@ -347,12 +350,17 @@ class ConnectorHost:
         )
         # One id per handoff and kind: publishing the same outcome twice is deduplicated downstream.
         # A replay after a dead letter is a new attempt, so its outcomes are new events.
-        event_id: UUID = uuid.uuid5(_OUTCOME_NAMESPACE, f"{request.data.handoff_id}/{kind.value}")
+        event_id = name_based_id(_OUTCOME_NAMESPACE, f"{request.data.handoff_id}/{kind.value}")
         outcome = HandoffOutcome.create(
             data=data, producer=self.producer, caused_by=request, event_id=event_id
         )
         seconds = max(0.0, (outcome.occurred_at - request.occurred_at).total_seconds())
         METRICS.handoff(self.agency, request.data.action).finished(kind, seconds)
+        if log.isEnabledFor(logging.INFO):  # its fields cost more than the check when nobody reads them
+            self._log_outcome(request, kind, seconds)
+        return event_record(outcome, self.outcome_topic)
+
+    def _log_outcome(self, request: HandoffRequested, kind: OutcomeKind, seconds: float) -> None:
         log.info(
             "handoff %s at %s: %s in %.0f ms",
             request.data.action, self.agency.value, kind.value, seconds * 1000,
@@ -365,7 +373,6 @@ class ConnectorHost:
                 "duration_ms": round(seconds * 1000, 1),
             },
         )  # fmt: skip
-        return event_record(outcome, self.outcome_topic)
 
     def _dead_letter(
         self,

@@ -441,12 +441,12 @@ class Metrics:
 
     def handoff(self, agency: Agency | str, action: str) -> HandoffMetrics:
         """The bound series of one agency action (ValueError if the agency does not serve it)."""
-        name = agency_label(agency)
-        if not is_known_action(name, action):
-            raise ValueError(f"agency {name!r} serves no action {action!r}")
-        key = (name, action)
-        bound = self._handoffs.get(key)
+        bound = self._handoffs.get((agency, action))  # an Agency is equal to its value, and hashes so
         if bound is None:
+            name = agency_label(agency)
+            if not is_known_action(name, action):
+                raise ValueError(f"agency {name!r} serves no action {action!r}")
+            key = (name, action)
             bound = HandoffMetrics(
                 duration=self.handoff_duration.labels(name, action),
                 outcomes={

@@ -27,7 +27,8 @@ from services.runtime.sqlite import open_db, transaction
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY);"
+# WITHOUT ROWID: the id is the whole row, so one b-tree instead of a table and its key's index
+_SCHEMA = "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID;"
 
 Write = Callable[[sqlite3.Connection], None]
 Callback = Callable[[], None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +18,13 @@ from schemas.agencies import Agency
 from schemas.envelope import Event
 from schemas.events import HandoffOutcome, HandoffRequested, parse_event
 from services.runtime import deadletter, headers
-from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, WrongAgency
+from services.runtime.connector_host import (
+    _OUTCOME_NAMESPACE,
+    ConnectorHost,
+    HandoffStore,
+    HostSettings,
+    WrongAgency,
+)
 from services.runtime.consumer import dedupe_key
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord
@@ -169,6 +176,23 @@ async def test_a_delayed_request_completes_when_the_agency_is_back(
     assert outcome.data.kind == "completed" and len(connector.calls) == 4
 
 
+async def test_a_delayed_request_that_comes_back_pending_is_polled_to_completion(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    # The host keeps a request only while it is pending: the copy off the delay tier must store it.
+    connector = FakeMarriageRegistry(
+        *[AgencyUnavailable("503")] * 3, WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-2")
+    )
+    host = make_host(tmp_path, connector)
+    [delayed] = await handle(host, marriage_request)
+    [waiting] = outcomes(await deliver(host, marriage_request, tier_copy(delayed, offset=3)))
+    assert waiting.data.kind == "waiting_on_citizen"
+    connector.polls = [Completed({"paid": True})]
+    assert await host.poll_once() == 1
+    kinds = [o.data.kind for o in outcomes([r for _, r in host.store.outbox.pending()])]
+    assert kinds == ["waiting_on_citizen", "completed"]
+
+
 async def test_an_open_circuit_sends_requests_to_the_tier_without_calling(
     tmp_path: Path, marriage_request: HandoffRequested
 ) -> None:
@@ -260,6 +284,8 @@ async def test_deciding_an_outcome_twice_gives_it_the_same_event_id(
     [one] = outcomes(await handle(first, marriage_request))
     [two] = outcomes(await handle(second, marriage_request))
     assert one.event_id == two.event_id
+    name = f"{marriage_request.data.handoff_id}/completed"
+    assert one.event_id == uuid.uuid5(_OUTCOME_NAMESPACE, name), "the ids outcomes always had"
 
 
 async def test_a_pending_job_is_polled_when_due_not_a_whole_interval_later(
