@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
@@ -31,6 +32,13 @@ async def raw_body(message: StreamMessage[object]) -> bytes:
     return message.body
 
 
+def _decoded(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
+    try:
+        return {name: value.decode() for name, value in headers}  # type: ignore[union-attr]
+    except (UnicodeDecodeError, AttributeError):  # rare (not UTF-8, or a null value); strict is faster
+        return {name: (value or b"").decode(errors="replace") for name, value in headers}
+
+
 @dataclass(frozen=True)
 class ReceivedRecord:
     """Where a record came from, for dead-letter context and logs."""
@@ -55,7 +63,7 @@ class ReceivedRecord:
             timestamp=datetime.fromtimestamp(raw.timestamp / 1000, UTC),
             key=raw.key,
             value=value if value is not None else (raw.value or b""),
-            headers={k: v.decode(errors="replace") for k, v in raw.headers},
+            headers=_decoded(raw.headers),
             group_id=group_id,
         )
 

@@ -124,7 +124,10 @@ def traced_sender(send: SendRecord) -> SendRecord:
     """Wraps an outbox sender: each record is published inside the trace of the event it carries."""
 
     async def traced(record: OutgoingRecord) -> Awaitable[object]:
-        with continuing(record.headers.get(CE_TRACEPARENT)):
+        traceparent = record.headers.get(CE_TRACEPARENT)
+        if traceparent is None or not tracing_enabled():  # per record: spare it a context manager
+            return await send(record)
+        with continuing(traceparent):
             return await send(record)
 
     return traced

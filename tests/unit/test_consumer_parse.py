@@ -9,6 +9,7 @@ from typing import Any, cast
 from uuid import uuid4
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from schemas.errors import InvalidHeader, MissingHeader, SchemaViolation, UnparseableEvent
 from schemas.events import DossierReceived
@@ -104,3 +105,19 @@ def test_a_body_changed_under_its_headers_is_refused(
     with pytest.raises(InvalidHeader) as caught:
         consumer.parse(received(json.dumps(document).encode(), headers, key))
     assert caught.value.header == "ce_subject"
+
+
+def test_a_record_with_a_null_or_undecodable_header_is_refused_not_fatal(
+    consumer: EventConsumer, written: tuple[bytes, dict[str, str], bytes]
+) -> None:
+    value, headers, key = written
+    raw_headers: list[tuple[str, bytes | None]] = [(k, v.encode()) for k, v in headers.items()]
+    raw_headers[1] = ("ce_id", None)  # Kafka allows a header without a value
+    raw_headers.append(("x-note", b"\xff\xfe"))
+    raw = ConsumerRecord(
+        TOPIC, 0, 7, 1_700_000_000_000, 0, key, value, None, len(key), len(value), raw_headers
+    )
+    record = ReceivedRecord.from_consumer_record(raw, "t.router")  # type: ignore[arg-type]
+    assert record.headers["ce_id"] == "" and record.headers["x-note"] == "\ufffd\ufffd"
+    with pytest.raises(InvalidHeader):  # a contract error: the consumer dead-letters it
+        consumer.parse(record)
