@@ -26,7 +26,8 @@ class ConnectorSettings(ServiceSettings):
     port: int = Field(default=8100)
     poll_interval_s: float = Field(
         default=0.5,
-        description="How long after a job became pending, or was last polled, it is polled again.",
+        description="The longest wait between two polls of a pending job: the first poll comes after"
+        " an eighth of it, and each wait doubles up to it.",
     )
     call_timeout_s: float = Field(default=10.0, description="Longest wait for one agency call.")
     retry_attempts: int = Field(default=3, description="In-process attempts for a blip, the first included.")

@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS handoffs (
     handoff_id TEXT PRIMARY KEY,
     request TEXT NOT NULL,          -- the request as received while pending (it is polled); else ''
     state TEXT NOT NULL,            -- retrying, pending, settled or dead_lettered
-    attempt INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0,  -- retrying: the delay tier's attempt; pending: polls so far
     poll_token TEXT,
     next_poll_at REAL
 );
@@ -79,6 +79,19 @@ class HandoffRow(NamedTuple):
     attempt: int
 
 
+class DuePoll(NamedTuple):
+    request: HandoffRequested
+    poll_token: str
+    polls: int  # made so far
+
+
+def poll_wait(interval_s: float, polls: int) -> float:
+    """How long a pending job waits for its next poll: an eighth of the interval before the first, then
+    twice as long each time, up to the interval. Many jobs finish in moments (a card issued at once),
+    and a job that runs long still costs its agency one poll per interval."""
+    return interval_s / (8 >> min(polls, 3))
+
+
 class HandoffStore(SqliteProcessingStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
@@ -97,14 +110,18 @@ class HandoffStore(SqliteProcessingStore):
     def count(self, state: str) -> int:
         return int(self.conn.execute("SELECT count(*) FROM handoffs WHERE state = ?", (state,)).fetchone()[0])
 
-    def due_polls(self, now: float, limit: int = 100) -> list[tuple[HandoffRequested, str]]:
+    def due_polls(self, now: float, limit: int = 100) -> list[DuePoll]:
         rows = self.conn.execute(
-            "SELECT request, poll_token FROM handoffs WHERE state = 'pending' AND next_poll_at <= ? "
-            "ORDER BY next_poll_at LIMIT ?",
+            "SELECT request, poll_token, attempt FROM handoffs WHERE state = 'pending' "
+            "AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
             (now, limit),
         ).fetchall()
-        requests = [(parse_event(row["request"]), str(row["poll_token"])) for row in rows]
-        return [(r, token) for r, token in requests if isinstance(r, HandoffRequested)]
+        due: list[DuePoll] = []
+        for row in rows:
+            request = parse_event(row["request"])
+            if isinstance(request, HandoffRequested):
+                due.append(DuePoll(request, str(row["poll_token"]), int(row["attempt"])))
+        return due
 
     @staticmethod
     def recording(
@@ -276,7 +293,7 @@ class ConnectorHost:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
         if isinstance(result, (Completed, Rejected)):
             return Effect([self._outcome(request, result)], self.store.recording(request, SETTLED))
-        next_poll = time.time() + self.settings.poll_interval_s
+        next_poll = time.time() + poll_wait(self.settings.poll_interval_s, 0)
         recording = self.store.recording(
             request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=record.value
         )
@@ -396,7 +413,7 @@ class ConnectorHost:
     async def poll_once(self) -> int:
         """Polls every pending handoff that is due; returns how many settled."""
         settled = 0
-        for request, token in self.store.due_polls(time.time()):
+        for request, token, polls in self.store.due_polls(time.time()):
             try:
                 polled, _ = await call_with_blip_retries(
                     lambda token=token: self.connector.poll(token),  # type: ignore[misc]
@@ -410,19 +427,21 @@ class ConnectorHost:
                     "polling a %s handoff failed; trying again later", self.agency.value, exc_info=True
                 )
                 retry_at = time.time() + 5.0
-                self.store.commit(
-                    None, [], self.store.recording(request, PENDING, poll_token=token, next_poll_at=retry_at)
+                failed = self.store.recording(
+                    request, PENDING, attempt=polls, poll_token=token, next_poll_at=retry_at
                 )
+                self.store.commit(None, [], failed)
                 continue
             if isinstance(polled, (Completed, Rejected)):
                 effect = Effect([self._outcome(request, polled)], self.store.recording(request, SETTLED))
                 settled += 1
             else:  # still waiting: look again later; the waiting outcome was published once already
-                next_poll = time.time() + self.settings.poll_interval_s
+                polls += 1
+                next_poll = time.time() + poll_wait(self.settings.poll_interval_s, polls)
                 effect = Effect(
                     [],
                     self.store.recording(
-                        request, PENDING, poll_token=polled.poll_token, next_poll_at=next_poll
+                        request, PENDING, attempt=polls, poll_token=polled.poll_token, next_poll_at=next_poll
                     ),
                 )
             self.store.commit(None, effect.emitted, effect.write)

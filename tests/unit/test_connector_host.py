@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, WaitingOnCitizen
+from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Pending, WaitingOnCitizen
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.agencies import Agency
 from schemas.envelope import Event
@@ -24,6 +24,7 @@ from services.runtime.connector_host import (
     HandoffStore,
     HostSettings,
     WrongAgency,
+    poll_wait,
 )
 from services.runtime.consumer import dedupe_key
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
@@ -313,5 +314,29 @@ async def test_a_pending_job_is_polled_when_due_not_a_whole_interval_later(
         await asyncio.wait_for(polled.wait(), timeout=5)
     finally:
         loop.cancel()
-    # due at pending_at + 1.0; the old fixed-interval loop polled it 1.8 s after (at its second wake)
-    assert 0.95 <= polled_at[0] - pending_at < 1.5
+    # the first poll is due an eighth of the interval after; a fixed-interval loop polled it 1.8 s after
+    assert 0.12 <= polled_at[0] - pending_at < 0.6
+
+
+def test_a_pending_job_waits_twice_as_long_for_each_poll_up_to_the_interval() -> None:
+    assert [poll_wait(8.0, polls) for polls in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert poll_wait(8.0, 10_000) == 8.0, "a job pending for weeks"
+
+
+async def test_a_job_still_running_is_polled_less_and_less_often(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    connector = FakeMarriageRegistry(Pending(poll_token="job-1"))
+    store = HandoffStore(tmp_path / "connector.db")
+    relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
+    host = ConnectorHost(connector, store, relay, HostSettings(poll_interval_s=8.0))
+    await handle(host, marriage_request)
+    waits = []
+    for _ in range(4):
+        due = store.next_poll_at()
+        assert due is not None
+        waits.append(round(due - time.time()))
+        store.conn.execute("UPDATE handoffs SET next_poll_at = 0")  # due now
+        connector.polls = [Pending(poll_token="job-1")]
+        assert await host.poll_once() == 0
+    assert waits == [1, 2, 4, 8]
