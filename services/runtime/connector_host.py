@@ -107,9 +107,6 @@ class HandoffStore(SqliteProcessingStore):
         row = self.conn.execute("SELECT min(next_poll_at) FROM handoffs WHERE state = 'pending'").fetchone()
         return None if row[0] is None else float(row[0])
 
-    def count(self, state: str) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM handoffs WHERE state = ?", (state,)).fetchone()[0])
-
     def due_polls(self, now: float, limit: int = 100) -> list[DuePoll]:
         rows = self.conn.execute(
             "SELECT request, poll_token, attempt FROM handoffs WHERE state = 'pending' "
