@@ -105,11 +105,8 @@ def start_trace(name: str, service: str) -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def continuing(traceparent: str | None) -> Iterator[None]:
-    """Runs the block inside the trace context of ``traceparent`` (no-op when off or absent)."""
-    if traceparent is None or not tracing_enabled():
-        yield
-        return
+def continuing(traceparent: str) -> Iterator[None]:
+    """Runs the block inside the trace context of ``traceparent`` (tracing on)."""
     from opentelemetry import context
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -125,7 +122,7 @@ def traced_sender(send: SendRecord) -> SendRecord:
 
     async def traced(record: OutgoingRecord) -> Awaitable[object]:
         traceparent = record.headers.get(CE_TRACEPARENT)
-        if traceparent is None or not tracing_enabled():  # per record: spare it a context manager
+        if traceparent is None or not tracing_enabled():  # checked here: spares each record a context
             return await send(record)
         with continuing(traceparent):
             return await send(record)
