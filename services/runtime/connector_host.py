@@ -81,6 +81,7 @@ class HandoffRow(NamedTuple):
 
 class DuePoll(NamedTuple):
     request: HandoffRequested
+    stored: bytes | str  # the request as the row holds it
     poll_token: str
     polls: int  # made so far
 
@@ -117,7 +118,7 @@ class HandoffStore(SqliteProcessingStore):
         for row in rows:
             request = parse_event(row["request"])
             if isinstance(request, HandoffRequested):
-                due.append(DuePoll(request, str(row["poll_token"]), int(row["attempt"])))
+                due.append(DuePoll(request, row["request"], str(row["poll_token"]), int(row["attempt"])))
         return due
 
     @staticmethod
@@ -128,11 +129,11 @@ class HandoffStore(SqliteProcessingStore):
         attempt: int = 0,
         poll_token: str | None = None,
         next_poll_at: float | None = None,
-        as_received: bytes | None = None,
+        as_received: bytes | str | None = None,
     ) -> Write:
         """The request itself is kept only while pending, for the poll loop; its other states need
-        only the row (every copy of a retried request carries it). ``as_received``: the request's record
-        value, stored as it came instead of serialised again."""
+        only the row (every copy of a retried request carries it). ``as_received``: the request as its
+        record or its row holds it, stored as it is instead of serialised again."""
         stored: bytes | str = ""
         if state == PENDING:
             stored = as_received if as_received is not None else request.model_dump_json()
@@ -410,7 +411,7 @@ class ConnectorHost:
     async def poll_once(self) -> int:
         """Polls every pending handoff that is due; returns how many settled."""
         settled = 0
-        for request, token, polls in self.store.due_polls(time.time()):
+        for request, stored, token, polls in self.store.due_polls(time.time()):
             try:
                 polled, _ = await call_with_blip_retries(
                     lambda token=token: self.connector.poll(token),  # type: ignore[misc]
@@ -425,7 +426,12 @@ class ConnectorHost:
                 )
                 retry_at = time.time() + 5.0
                 failed = self.store.recording(
-                    request, PENDING, attempt=polls, poll_token=token, next_poll_at=retry_at
+                    request,
+                    PENDING,
+                    attempt=polls,
+                    poll_token=token,
+                    next_poll_at=retry_at,
+                    as_received=stored,
                 )
                 self.store.commit(None, [], failed)
                 continue
@@ -438,7 +444,12 @@ class ConnectorHost:
                 effect = Effect(
                     [],
                     self.store.recording(
-                        request, PENDING, attempt=polls, poll_token=polled.poll_token, next_poll_at=next_poll
+                        request,
+                        PENDING,
+                        attempt=polls,
+                        poll_token=polled.poll_token,
+                        next_poll_at=next_poll,
+                        as_received=stored,
                     ),
                 )
             self.store.commit(None, effect.emitted, effect.write)
