@@ -30,7 +30,7 @@ FAILING = Agency.BUSINESS_REGISTRY
 # What the stack's processes use when no dossier moves: consumers polling, gauges, lag monitors
 SETTLED_CORES = 0.25
 # Zero added agency latency: the social-insurance sandbox answers its jobs at once, and connectors poll
-# pending jobs every 50 ms instead of 500 ms (the poll interval is agency latency, not the bus's).
+# pending jobs at least every 50 ms instead of 500 ms (the poll interval is agency latency, not the bus's).
 ZERO_LATENCY_ENV = {"LIENTHONG_POLL_INTERVAL_S": "0.05", "SOCIAL_INSURANCE_SANDBOX_PROCESSING_SECONDS": "0"}
 
 
