@@ -1,11 +1,13 @@
 """Vietnamese working days and office hours: which days count, and how to count them.
 
-A working day is a Monday to Friday that is not a public holiday. Holidays come from the
-``holidays`` package (it follows the lunar calendar for Tết and Hùng Kings' day and applies the
-Labor Code's "next working day off" rule when a holiday falls on a weekend). Each year the
-Government also decrees bridge days off and make-up working Saturdays, which the package does not
-always know in advance; give them to :class:`WorkingCalendar` (``extra_days_off`` and
-``extra_working_days``) or in a YAML file read by :func:`load_calendar`::
+A working day is a Monday to Friday that is not a public holiday, or a make-up working day. Both
+come from the ``holidays`` package: it follows the lunar calendar for Tết and Hùng Kings' day,
+applies the Labor Code's "next working day off" rule when a holiday falls on a weekend, and knows
+the swaps the Government has decreed so far (a weekday off in exchange for a Saturday worked, e.g.
+Monday 31 August 2026 off for Saturday 22 August 2026, which its ``weekend_workdays`` lists). Swaps
+and bridge days decreed after the package's release are not in it; give them to
+:class:`WorkingCalendar` (``extra_days_off`` and ``extra_working_days``, which win over the
+package) or in a YAML file read by :func:`load_calendar`::
 
     days_off: [2027-02-03]            # decreed extra days off (bridge days)
     working_days: [2027-02-20]        # make-up working Saturdays
@@ -13,7 +15,8 @@ always know in advance; give them to :class:`WorkingCalendar` (``extra_days_off`
 
 Working *time* is the time inside office hours on working days; the lunch break is not taken out,
 so one working day is ``closes - opens`` (9h30 by default). All datetimes must be timezone-aware;
-days are the local days in ``Asia/Ho_Chi_Minh``.
+days are the local days in ``Asia/Ho_Chi_Minh``, and :func:`vn_today` is "today" in that sense
+(never the machine's local date, which is another day for part of every day outside UTC+7).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import datetime as dt
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -31,6 +35,33 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 _ONE_DAY = dt.timedelta(days=1)
+
+
+def vn_today(now: dt.datetime | None = None) -> dt.date:
+    """The date in Vietnam at ``now`` (timezone-aware), or at this instant when None.
+
+    Vietnam's date is the one on receipts, registrations and certificates, whatever the zone of
+    the machine the code runs on; naive datetimes are refused.
+    """
+    if now is None:
+        return dt.datetime.now(VN_TZ).date()
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"a timezone-aware datetime is required, got {now.isoformat()}")
+    return now.astimezone(VN_TZ).date()
+
+
+class _Year(NamedTuple):
+    """What the ``holidays`` package knows of one year: days off and make-up working days."""
+
+    days_off: frozenset[dt.date]
+    make_up_days: frozenset[dt.date]
+
+    @classmethod
+    def of(cls, year: int) -> _Year:
+        known = holidays.country_holidays("VN", years=year)
+        # ``weekend_workdays`` also lists swaps of other years (those decreed across New Year).
+        make_up = frozenset(day for day in known.weekend_workdays if day.year == year)
+        return cls(frozenset(known.keys()), make_up)
 
 
 class WorkingCalendar:
@@ -60,25 +91,35 @@ class WorkingCalendar:
         self.intake_cutoff = intake_cutoff
         self.tz = tz
         self.day_length = dt.datetime.combine(dt.date.min, closes) - dt.datetime.combine(dt.date.min, opens)
-        self._holidays: dict[int, frozenset[dt.date]] = {}
+        self._years: dict[int, _Year] = {}
 
     # -- days -------------------------------------------------------------------------------
+
+    def _year(self, year: int) -> _Year:
+        known = self._years.get(year)
+        if known is None:
+            known = self._years[year] = _Year.of(year)
+        return known
 
     def is_holiday(self, day: dt.date) -> bool:
         """Whether ``day`` is a public holiday (including observed days and configured days off)."""
         if day in self.extra_days_off:
             return True
-        year = self._holidays.get(day.year)
-        if year is None:
-            year = frozenset(holidays.country_holidays("VN", years=day.year).keys())
-            self._holidays[day.year] = year
-        return day in year
+        return day in self._year(day.year).days_off
+
+    def is_make_up_day(self, day: dt.date) -> bool:
+        """Whether ``day`` is a weekend day worked in exchange for a weekday off (package or config)."""
+        if day.weekday() < 5 or day in self.extra_days_off:
+            return False
+        return day in self.extra_working_days or day in self._year(day.year).make_up_days
 
     def is_working_day(self, day: dt.date) -> bool:
         """Whether civil servants work on ``day`` (make-up Saturdays count, holidays don't)."""
         if day in self.extra_working_days:
             return True
-        return day.weekday() < 5 and not self.is_holiday(day)
+        if day.weekday() >= 5:
+            return self.is_make_up_day(day)
+        return not self.is_holiday(day)
 
     def next_working_day(self, day: dt.date) -> dt.date:
         """The first working day strictly after ``day``."""

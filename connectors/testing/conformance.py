@@ -54,7 +54,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, ClassVar
 from uuid import uuid4
 
@@ -76,6 +75,7 @@ from connectors.base import (
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.testing.transport import DeadlineASGITransport
 from schemas.agencies import AGENCY_ACTIONS, Agency
+from schemas.workdays import vn_today
 from services.stack.samples import SampleDossiers
 
 RequestFactory = Callable[["Kit"], Awaitable[HandoffRequest]]
@@ -158,7 +158,7 @@ class Kit:
         return HandoffRequest(
             handoff_id=str(uuid4()),
             dossier_id=str(uuid4()),
-            dossier_code=f"LT-{date.today():%y%m%d}-{number % 1_000_000:06d}",
+            dossier_code=f"LT-{vn_today():%y%m%d}-{number % 1_000_000:06d}",
             procedure_code=procedure_code,
             step_id=f"step_{action}",
             action=action,

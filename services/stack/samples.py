@@ -1,16 +1,19 @@
 """Realistic sample dossiers for the local stack, the tests and the benchmarks (deterministic by seed).
 
 Names, addresses and citizen ids are made up but valid: each id encodes its holder's birth year and
-sex, as a real CCCD does.
+sex, as a real CCCD does. Recent events (a birth, a death) are dated back from Vietnam's today, so
+the registries, which check dates against their own (Vietnamese) day, never see one in the future.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
 from schemas.values import Sex, make_citizen_id
+from schemas.workdays import vn_today
 
 _FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ"]
 _MIDDLE_MALE = ["Văn", "Minh", "Hữu", "Đức", "Quốc", "Thanh"]
@@ -29,9 +32,10 @@ HOUSEHOLD_BUSINESS = "9.900006"
 
 
 class SampleDossiers:
-    def __init__(self, seed: int = 2026) -> None:
+    def __init__(self, seed: int = 2026, *, today: Callable[[], date] = vn_today) -> None:
         self.random = random.Random(seed)
         self.serial = 0
+        self.today = today
 
     def person(self, sex: Sex | None = None, born: date | None = None) -> dict[str, Any]:
         r = self.random
@@ -94,7 +98,7 @@ class SampleDossiers:
     def birth(self) -> dict[str, Any]:
         mother = self.person(Sex.FEMALE, date(self.random.randint(1988, 2000), 3, 8))
         father = self.person(Sex.MALE, date(self.random.randint(1985, 1998), 7, 21))
-        born = date.today() - timedelta(days=self.random.randint(3, 40))
+        born = self.today() - timedelta(days=self.random.randint(3, 40))
         sex = self.random.choice([Sex.MALE, Sex.FEMALE])
         child_name = father["full_name"].split()[0] + " " + self.person(sex)["full_name"].split(" ", 1)[1]
         form = {
@@ -113,7 +117,7 @@ class SampleDossiers:
         declarant = self.person(born=date(self.random.randint(1960, 1990), 6, 1))
         form = {
             "deceased": deceased,
-            "date_of_death": (date.today() - timedelta(days=self.random.randint(1, 20))).isoformat(),
+            "date_of_death": (self.today() - timedelta(days=self.random.randint(1, 20))).isoformat(),
             "place_of_death": "Bệnh viện Chợ Rẫy, TP. Hồ Chí Minh",
             "declarant": declarant,
             "allowance_beneficiary": declarant,

@@ -10,6 +10,7 @@ import pytest
 from connectors.base import Completed
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.values import Sex
+from schemas.workdays import vn_today
 from services.stack.samples import SampleDossiers
 from tests.connectors.conftest import CivilSandbox, handoff
 
@@ -38,7 +39,7 @@ async def test_marriage_is_registered(civil: CivilSandbox, samples: SampleDossie
 
 async def test_an_underage_marriage_is_rejected(civil: CivilSandbox, samples: SampleDossiers) -> None:
     form = marriage(samples)
-    form["husband"] = samples.person(Sex.MALE, date(date.today().year - 19, 1, 1))
+    form["husband"] = samples.person(Sex.MALE, date(vn_today().year - 19, 1, 1))
     with pytest.raises(AgencyRejected, match="chưa đủ 20 tuổi") as rejected:
         await civil.connector.handle(handoff("register_marriage", "marriage", form))
     assert rejected.value.code == "CHUA_DU_TUOI"

@@ -13,6 +13,7 @@ from connectors.civil_status.adapter import CivilStatusConnector, CivilStatusSet
 from connectors.civil_status.sandbox.app import create_app
 from connectors.testing import ConformanceCase, ConnectorConformance, Kit, KitEnvironment, RejectionCase
 from schemas.values import Sex
+from schemas.workdays import vn_today
 
 REGISTRATION = frozenset({"registration_no", "registered_on", "book_no"})
 
@@ -31,7 +32,7 @@ async def death(kit: Kit) -> HandoffRequest:
 
 async def underage_marriage(kit: Kit) -> HandoffRequest:
     form = kit.samples.marriage()["form"]
-    form["husband"] = kit.samples.person(Sex.MALE, date(date.today().year - 19, 1, 1))
+    form["husband"] = kit.samples.person(Sex.MALE, date(vn_today().year - 19, 1, 1))
     return kit.handoff("register_marriage", "marriage", form)
 
 

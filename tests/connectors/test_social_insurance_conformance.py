@@ -13,6 +13,7 @@ from connectors.social_insurance.adapter import SocialInsuranceConnector, Social
 from connectors.social_insurance.sandbox.app import create_app
 from connectors.testing import ConformanceCase, ConnectorConformance, Kit, KitEnvironment, RejectionCase
 from schemas.values import Sex
+from schemas.workdays import vn_today
 
 _ids = iter(range(1, 10**6))
 
@@ -38,7 +39,7 @@ async def allowance(kit: Kit) -> HandoffRequest:
 
 async def child_aged_six_or_more(kit: Kit) -> HandoffRequest:
     form = kit.samples.birth()["form"]
-    born = date(date.today().year - 7, 1, 10)
+    born = date(vn_today().year - 7, 1, 10)
     form["child_date_of_birth"] = born.isoformat()
     form["mother"] = kit.samples.person(Sex.FEMALE, date(1990, 3, 8))
     form["father"] = kit.samples.person(Sex.MALE, date(1988, 7, 21))

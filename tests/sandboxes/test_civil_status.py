@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,17 +20,21 @@ from connectors.civil_status.client import (
 )
 from connectors.civil_status.sandbox.app import create_app
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from tests.clock import LOS_ANGELES, MACHINE_ZONES, machine_zone, travel, vn
 from tests.sandboxes.helpers import BASE_URL, asgi_client, records
 
-TODAY = date.today()
+# Every test runs on Tuesday 10 March 2026 at noon in Vietnam (the registry's clock is the real one).
+TODAY = date(2026, 3, 10)
+
+
+@pytest.fixture(autouse=True)
+def registry_day() -> Iterator[None]:
+    with travel(vn(2026, 3, 10, 12, 0)):
+        yield
 
 
 def years_ago(years: int, days: int = 0) -> date:
-    try:
-        anniversary = TODAY.replace(year=TODAY.year - years)
-    except ValueError:  # 29 February
-        anniversary = TODAY.replace(year=TODAY.year - years, day=28)
-    return anniversary - timedelta(days=days)
+    return TODAY.replace(year=TODAY.year - years) - timedelta(days=days)
 
 
 HUSBAND = Person(full_name="Trần Văn Minh", birth_date=years_ago(28), citizen_id="079090001234")
@@ -62,6 +66,29 @@ async def test_marriage_is_registered_and_can_be_looked_up(civil: Civil) -> None
     assert (marriage.husband, marriage.wife) == (HUSBAND, WIFE)
     assert marriage.registration_no == registration.registration_no
     assert await civil.client.get_marriage("079000000000") is None
+
+
+@pytest.mark.parametrize("zone", MACHINE_ZONES)
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [(vn(2026, 3, 10, 23, 59), date(2026, 3, 10)), (vn(2026, 3, 11, 0, 1), date(2026, 3, 11))],
+    ids=["23:59", "00:01"],
+)
+async def test_registration_date_is_vietnams_day_in_any_machine_zone(
+    civil: Civil, zone: str, moment: datetime, day: date
+) -> None:
+    with machine_zone(zone), travel(moment):
+        registration = await civil.client.register_marriage(HUSBAND, WIFE, idempotency_key="late")
+    assert registration.registered_on == day
+    assert registration.registration_no.startswith(f"KH-{day.year}-")
+
+
+async def test_of_age_from_the_first_minute_of_the_birthday_in_vietnam(civil: Civil) -> None:
+    # 00:01 on 11 March 2026 in Vietnam is still 10 March in Los Angeles: he is 20 in Vietnam.
+    husband = HUSBAND.model_copy(update={"birth_date": date(2006, 3, 11)})
+    with machine_zone(LOS_ANGELES), travel(vn(2026, 3, 11, 0, 1)):
+        registration = await civil.client.register_marriage(husband, WIFE, idempotency_key="birthday")
+    assert registration.registered_on == date(2026, 3, 11)
 
 
 async def test_wire_format_uses_vietnamese_keys_and_dmy_dates(civil: Civil) -> None:

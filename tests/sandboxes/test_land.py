@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 import pytest
@@ -12,6 +14,7 @@ from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavail
 from connectors.land.client import LandClient, Parcel
 from connectors.land.sandbox.app import LandSandboxSettings, create_app
 from connectors.land.sandbox.seed import SEED_PARCELS, SeedParcel
+from tests.clock import fixed, travel, vn
 from tests.sandboxes.helpers import BASE_URL, asgi_client, records
 
 CERTIFIED = SEED_PARCELS[1]  # has a certificate: can be transferred
@@ -105,6 +108,47 @@ async def test_transfer_registration_changes_the_owner(land: Land) -> None:
     assert len(changes) == 1
     assert changes[0]["from_citizen_id"] == CERTIFIED["owner_citizen_id"]
     assert changes[0]["to_citizen_id"] == BUYER_ID
+
+
+@asynccontextmanager
+async def land_office(clock: Callable[[], datetime] | None = None) -> AsyncIterator[Land]:
+    settings = LandSandboxSettings(job_seconds=0.05)
+    app = (
+        create_app(":memory:", settings=settings)
+        if clock is None
+        else create_app(settings=settings, clock=clock)
+    )
+    async with (
+        LandClient(BASE_URL, transport=httpx.ASGITransport(app=app)) as client,
+        asgi_client(app) as http,
+    ):
+        yield Land(client, http)
+
+
+async def slip_and_certificate_numbers(land: Land) -> tuple[str, str]:
+    slip = (await land.client.wait_for_job(await check_transfer(land, CERTIFIED, "ny-check"))).check_result()
+    job = await land.client.start_transfer_registration(
+        parcel_id=CERTIFIED["parcel_id"],
+        transferee_citizen_id=BUYER_ID,
+        transferee_name=BUYER_NAME,
+        tax_paid_reference="CTNT-2027-000001",
+        idempotency_key="ny-register",
+    )
+    certificate = (await land.client.wait_for_job(job.job_id)).certificate_result()
+    return slip.cadastral_slip_no, certificate.certificate_no
+
+
+async def test_numbers_issued_after_midnight_on_new_year_in_vietnam_carry_the_new_year() -> None:
+    # 00:30 on 1 January 2027 in Vietnam is still 31 December 2026 in UTC.
+    async with land_office(fixed(vn(2027, 1, 1, 0, 30))) as land:
+        assert await slip_and_certificate_numbers(land) == ("PCTT-2027-000001", "GCN-2027-000001")
+
+
+async def test_by_default_the_year_of_the_numbers_is_read_from_the_real_clock() -> None:
+    with travel(vn(2027, 1, 1, 0, 30)):
+        async with land_office() as land:
+            slip_no, certificate_no = await slip_and_certificate_numbers(land)
+    assert slip_no.startswith("PCTT-2027-") and certificate_no.startswith("GCN-2027-")
 
 
 async def test_registration_without_a_successful_check_is_rejected(land: Land) -> None:

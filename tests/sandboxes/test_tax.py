@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import httpx
@@ -20,6 +20,7 @@ from connectors.tax.client import (
     parse_payment_confirmation,
 )
 from connectors.tax.sandbox.app import TaxSandboxSettings, create_app, round_vnd
+from tests.clock import KIRITIMATI, LOS_ANGELES, machine_zone, travel, vn
 from tests.sandboxes.helpers import BASE_URL, asgi_client, eventually, records
 
 CALLBACK_URL = "http://connector.test/tax/callbacks"
@@ -84,15 +85,28 @@ def slip(
     )
 
 
-async def test_transfer_notice_amounts_follow_the_rates(tax: Tax) -> None:
-    notice = await tax.client.submit_cadastral_slip(slip(), idempotency_key="k1")
+@pytest.mark.parametrize(
+    ("zone", "moment", "due"),
+    [
+        # Still 10 March in Los Angeles, already 11 March in Vietnam: due 30 days after the 11th.
+        (LOS_ANGELES, vn(2026, 3, 11, 0, 1), date(2026, 4, 10)),
+        # Already 11 March in Kiritimati, still 10 March in Vietnam: due 30 days after the 10th.
+        (KIRITIMATI, vn(2026, 3, 10, 23, 59), date(2026, 4, 9)),
+    ],
+    ids=["00:01", "23:59"],
+)
+async def test_transfer_notice_follows_the_rates_and_is_due_30_days_after_vietnams_day(
+    tax: Tax, zone: str, moment: datetime, due: date
+) -> None:
+    with machine_zone(zone), travel(moment):
+        notice = await tax.client.submit_cadastral_slip(slip(), idempotency_key="k1")
     assert notice.personal_income_tax_vnd == 40_000_000
     assert notice.registration_fee_vnd == 10_000_000
     assert notice.land_use_levy_vnd == 0
     assert notice.total_vnd == 50_000_000
     assert notice.status == "CHUA_NOP" and not notice.paid
     assert notice.notice_no.startswith("TB-")
-    assert notice.due_date > date.today() and notice.payment_reference is None
+    assert notice.due_date == due and notice.payment_reference is None
 
 
 async def test_first_certificate_owes_only_the_fee_and_levy() -> None:

@@ -81,6 +81,17 @@ def test_decreed_bridge_day_moves_the_due_date() -> None:
     assert due_date(at(2027, 2, 3, 15, 30), 10, cal).on == D(2027, 2, 26)
 
 
+def test_make_up_saturday_22_august_2026_brings_the_due_date_a_day_earlier() -> None:
+    # Fri 21 Aug 2026 at 10:00, 10 days. Sat 22 Aug is worked in exchange for Mon 31 Aug off
+    # (the package's substituted day), then 1-2 Sep are National Day: Sat 22 = 1, Mon 24 - Fri 28
+    # = 2..6, Thu 3 Sep = 7, Fri 4 = 8, Mon 7 = 9, Tue 8 Sep = 10 (Wed 9 if 22 Aug were off).
+    assert due_date(at(2026, 8, 21, 10), 10) == due_on(2026, 9, 8)
+    # A 5-day procedure received that Friday is due Thursday 27 August, not Friday 28.
+    assert due_date(at(2026, 8, 21, 10), 5) == due_on(2026, 8, 27)
+    # After the cut-off on Friday, the dossier counts as received on the make-up Saturday itself.
+    assert counting_starts(at(2026, 8, 21, 15, 30)) == D(2026, 8, 22)
+
+
 def test_leg_due_and_planned_leg_dues() -> None:
     # Tax receives the land-transfer dossier at 16:00 Friday 6 Mar 2026 with a 3-day share.
     assert leg_due(at(2026, 3, 6, 16), 3) == due_on(2026, 3, 12)

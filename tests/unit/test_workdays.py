@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import holidays
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,6 +58,32 @@ def test_decreed_bridge_day_and_make_up_saturday() -> None:
     assert cal.is_working_day(D(2026, 4, 25))  # a Saturday worked to make up for it
     assert cal.add_working_days(D(2026, 4, 24), 1) == D(2026, 4, 25)
     assert cal.next_working_day(D(2026, 4, 28)) == D(2026, 5, 4)
+
+
+def test_make_up_saturday_known_to_the_package_is_a_working_day() -> None:
+    # The Government swapped Mon 31 Aug 2026 (off, a bridge to National Day) for Sat 22 Aug 2026.
+    assert CAL.is_working_day(D(2026, 8, 22))
+    assert not CAL.is_working_day(D(2026, 8, 31))
+    assert CAL.next_working_day(D(2026, 8, 21)) == D(2026, 8, 22)
+    assert CAL.add_working_days(D(2026, 8, 24), -1) == D(2026, 8, 22)
+    # Fri 21 Aug to Fri 4 Sep: Sat 22, Mon 24 - Fri 28, Thu 3 and Fri 4 Sep.
+    assert CAL.working_days_between(D(2026, 8, 21), D(2026, 9, 4)) == 8
+
+
+def test_configured_day_off_overrides_a_make_up_day_of_the_package() -> None:
+    cal = WorkingCalendar(extra_days_off=[D(2026, 8, 22)])
+    assert not cal.is_working_day(D(2026, 8, 22))
+    assert cal.next_working_day(D(2026, 8, 21)) == D(2026, 8, 24)
+
+
+def test_every_make_up_day_the_package_knows_for_2026_and_2027_is_a_working_day() -> None:
+    known = holidays.country_holidays("VN", years=[2026, 2027])
+    first, last = D(2026, 1, 1), D(2027, 12, 31)
+    span = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    make_up = [day for day in span if known.is_weekend(day) and known.is_working_day(day)]
+    assert D(2026, 8, 22) in make_up  # so the walk below is never over an empty list
+    assert [day for day in make_up if not CAL.is_working_day(day)] == []
+    assert all(CAL.is_make_up_day(day) for day in make_up)
 
 
 def test_calendar_from_yaml(tmp_path: Path) -> None:

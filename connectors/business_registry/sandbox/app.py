@@ -11,12 +11,14 @@ Endpoints (``POST`` honours ``Idempotency-Key``):
 Refusals are ``application/problem+json`` ``{type, title, status, detail, code}``: 409 ``NAME_TAKEN``
 (the name is registered in the district already), 422 ``OWNER_ALREADY_REGISTERED`` (an individual
 registers one household business only — Decree 01/2021/NĐ-CP, art. 80). 400 ``INVALID_REQUEST`` for a
-body that does not fit.
+body that does not fit. The registration date is Vietnam's day by the ``clock`` given to
+:func:`create_app` (the real clock by default).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -29,6 +31,7 @@ from connectors.sandbox_kit.admin import install_sandbox_kit
 from connectors.sandbox_kit.faults import FaultInjector, FaultSettings
 from connectors.sandbox_kit.idempotency import IdempotencyKeys
 from connectors.sandbox_kit.store import Store
+from schemas.workdays import vn_today
 
 PROBLEM = "application/problem+json"
 
@@ -86,10 +89,20 @@ def problem(status: int, code: str, detail: str) -> Response:
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class BusinessRegistry:
-    def __init__(self, store: Store, settings: BusinessRegistrySandboxSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: BusinessRegistrySandboxSettings,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock
 
     def register(self, body: HouseholdBusinessIn) -> Response:
         with self.store.transaction() as conn:
@@ -113,7 +126,7 @@ class BusinessRegistry:
                     "đăng ký một hộ kinh doanh (Nghị định 01/2021/NĐ-CP, Điều 80)",
                 )
             code = f"{self.settings.district_code}A8{Store.next_sequence(conn, 'business'):06d}"
-            today = date.today().isoformat()
+            today = vn_today(self.clock()).isoformat()
             conn.execute(
                 "INSERT INTO businesses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -140,9 +153,11 @@ def create_app(
     db_path: str = ":memory:",
     faults: FaultSettings | None = None,
     settings: BusinessRegistrySandboxSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> FastAPI:
     store = Store(db_path, SCHEMA)
-    registry = BusinessRegistry(store, settings or BusinessRegistrySandboxSettings())
+    registry = BusinessRegistry(store, settings or BusinessRegistrySandboxSettings(), clock)
     idempotency = IdempotencyKeys(store, error_response=problem)
     app = FastAPI(title="Business registration office sandbox", version="1")
     install_sandbox_kit(app, name="business_registry", store=store, injector=FaultInjector(faults))

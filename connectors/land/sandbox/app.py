@@ -13,7 +13,9 @@ Endpoints (write endpoints honour ``Idempotency-Key``):
 
 A job completes ``job_seconds`` after it was accepted (a background task; a poll of an overdue
 job completes it too, so jobs survive a restart). Checks run when the job completes, against
-the parcel as it is then. Rejections carry a Vietnamese and an English reason.
+the parcel as it is then. Rejections carry a Vietnamese and an English reason. Slip and
+certificate numbers carry Vietnam's year by the ``clock`` given to :func:`create_app` (the real
+clock by default): a slip issued at 00:30 on 1 January in Vietnam is already of the new year.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,6 +39,7 @@ from connectors.sandbox_kit.admin import install_sandbox_kit
 from connectors.sandbox_kit.faults import FaultInjector, FaultSettings
 from connectors.sandbox_kit.idempotency import IdempotencyKeys
 from connectors.sandbox_kit.store import Store
+from schemas.workdays import vn_today
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS parcels (
@@ -154,6 +158,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _reason(code: str, vi: str, en: str) -> dict[str, str]:
     return {"code": code, "vi": vi, "en": en}
 
@@ -164,9 +172,12 @@ Outcome = tuple[JobStatus, dict[str, Any] | None, dict[str, str] | None]
 class LandRegistry:
     """The office's records and job processing."""
 
-    def __init__(self, store: Store, settings: LandSandboxSettings) -> None:
+    def __init__(
+        self, store: Store, settings: LandSandboxSettings, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- parcels -------------------------------------------------------------------------
@@ -313,7 +324,7 @@ class LandRegistry:
         )
 
     def _slip(self, conn: Any, parcel: Any) -> dict[str, Any]:
-        year = datetime.now(UTC).year
+        year = vn_today(self.clock()).year
         seq = Store.next_sequence(conn, f"slip-{year}")
         unit_price = UNIT_PRICES_VND.get(parcel["land_use_purpose"], DEFAULT_UNIT_PRICE_VND)
         return {
@@ -482,7 +493,7 @@ class LandRegistry:
     def _issue_certificate(
         self, conn: Any, parcel_id: str, holder_id: str, holder_name: str, kind: str, job_id: str
     ) -> str:
-        year = datetime.now(UTC).year
+        year = vn_today(self.clock()).year
         certificate_no = f"GCN-{year}-{Store.next_sequence(conn, f'certificate-{year}'):06d}"
         conn.execute(
             "INSERT INTO certificates (certificate_no, parcel_id, holder_citizen_id, holder_name, kind, "
@@ -496,10 +507,12 @@ def create_app(
     db_path: str = ":memory:",
     faults: FaultSettings | None = None,
     settings: LandSandboxSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> FastAPI:
     settings = settings or LandSandboxSettings()
     store = Store(db_path, SCHEMA)
-    registry = LandRegistry(store, settings)
+    registry = LandRegistry(store, settings, clock)
     if settings.seed_parcels:
         registry.seed()
     idempotency = IdempotencyKeys(store)

@@ -14,7 +14,8 @@ Rules: a health card (thẻ BHYT) only for a child under 6, once per child (``CH
 ``CARD_ALREADY_ISSUED``); its number is ``TE1`` + the 2-digit province + a 10-digit social insurance
 number, valid until the day before the 6th birthday. The funeral allowance (trợ cấp mai táng) is
 ``funeral_multiplier`` × ``base_salary_vnd`` (10 × 2,340,000 đồng since 1 July 2024; keep them
-configurable), once per deceased (``ALLOWANCE_ALREADY_PAID``).
+configurable), once per deceased (``ALLOWANCE_ALREADY_PAID``). Ages and the decision year are
+Vietnam's, by the ``clock`` given to :func:`create_app` (the real clock by default).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -36,6 +38,7 @@ from connectors.sandbox_kit.admin import install_sandbox_kit
 from connectors.sandbox_kit.faults import FaultInjector, FaultSettings
 from connectors.sandbox_kit.idempotency import IdempotencyKeys
 from connectors.sandbox_kit.store import Store
+from schemas.workdays import vn_today
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -108,10 +111,20 @@ def _rejection(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class SocialInsuranceOffice:
-    def __init__(self, store: Store, settings: SocialInsuranceSandboxSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: SocialInsuranceSandboxSettings,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock
 
     def submit(self, body: HealthCardIn | FuneralAllowanceIn) -> Response:
         request_id = uuid.uuid4().hex
@@ -170,7 +183,7 @@ class SocialInsuranceOffice:
 
     def _card(self, conn: Any, body: HealthCardIn, request_id: str) -> tuple[Any, Any]:
         born = body.child.date_of_birth
-        today = date.today()
+        today = vn_today(self.clock())
         if born is None or born > today:
             return None, _rejection("BIRTH_DATE_INVALID", "Ngày sinh của trẻ không hợp lệ")
         try:
@@ -210,7 +223,7 @@ class SocialInsuranceOffice:
                 "ALLOWANCE_ALREADY_PAID",
                 f"Trợ cấp mai táng đã được giải quyết theo quyết định {paid['decision_no']}",
             )
-        year = date.today().year
+        year = vn_today(self.clock()).year
         decision_no = f"MT-{year}-{Store.next_sequence(conn, f'decision-{year}'):06d}"
         amount = self.settings.base_salary_vnd * self.settings.funeral_multiplier
         conn.execute(
@@ -224,10 +237,12 @@ def create_app(
     db_path: str = ":memory:",
     faults: FaultSettings | None = None,
     settings: SocialInsuranceSandboxSettings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> FastAPI:
     settings = settings or SocialInsuranceSandboxSettings()
     store = Store(db_path, SCHEMA)
-    office = SocialInsuranceOffice(store, settings)
+    office = SocialInsuranceOffice(store, settings, clock)
     idempotency = IdempotencyKeys(store)
     app = FastAPI(title="Social insurance sandbox", version="1")
     install_sandbox_kit(app, name="social_insurance", store=store, injector=FaultInjector(faults))
