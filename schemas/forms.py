@@ -2,19 +2,32 @@
 
 A procedure in the catalog names its form kind; events carry the form as plain JSON (so a new form
 kind needs no new event version) and validate it against :data:`FORMS` on the way in.
+
+Every field a person types is a :data:`~schemas.values.TYPED_TEXT` type (``FullName``,
+``ShortText``, ``BusinessName``) and every date of a past fact a ``PastDate``; the other fields are
+codes, numbers, enums or people.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import to_json
 
-from schemas.values import PERSONAL, FullName, MoneyVND, Person, Sex, ShortText, personal_field_names
+from schemas.values import (
+    PERSONAL,
+    TYPED_TEXT,
+    FullName,
+    MoneyVND,
+    PastDate,
+    Person,
+    Sex,
+    ShortText,
+    personal_field_names,
+)
 
 
 class FormKind(StrEnum):
@@ -38,7 +51,7 @@ class UnknownFormKind(ValueError):
 
 ParcelId = Annotated[
     str,
-    StringConstraints(pattern=r"^TD-\d{1,4}-\d{1,6}$"),
+    StringConstraints(pattern=r"^TD-[0-9]{1,4}-[0-9]{1,6}$"),  # \d would take other scripts' digits
     Field(
         description="Land parcel: TD-<map sheet number>-<parcel number> (tờ bản đồ, thửa đất).",
         examples=["TD-12-345"],
@@ -46,6 +59,10 @@ ParcelId = Annotated[
 ]
 AreaM2 = Annotated[
     float, Field(gt=0, le=10_000_000, allow_inf_nan=False, description="Parcel area in square metres.")
+]
+
+BusinessName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), TYPED_TEXT
 ]
 
 _FORM_CONFIG: Final = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -148,7 +165,7 @@ class BirthForm(BaseModel):
     )
 
     child_full_name: FullName = Field(json_schema_extra=PERSONAL)
-    child_date_of_birth: date = Field(json_schema_extra=PERSONAL)
+    child_date_of_birth: PastDate = Field(json_schema_extra=PERSONAL)
     child_sex: Sex
     place_of_birth: ShortText
     mother: Person
@@ -179,7 +196,7 @@ class DeathForm(BaseModel):
     )
 
     deceased: Person
-    date_of_death: date
+    date_of_death: PastDate
     place_of_death: ShortText
     declarant: Person = Field(description="Who declares the death (người đi khai tử).")
     allowance_beneficiary: Person | None = Field(
@@ -208,7 +225,7 @@ class HouseholdBusinessForm(BaseModel):
         }
     )
 
-    business_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    business_name: BusinessName
     owner: Person
     business_address: ShortText
     line_of_business: ShortText

@@ -3,11 +3,18 @@
 Each type validates what a clerk or an agency system would get wrong, and says what is wrong in
 words a clerk understands. Fields holding personal data carry ``x-personal`` in their JSON Schema
 (see :data:`PERSONAL_FIELDS`) so that logs can mask them.
+
+Text a person types (names, addresses, places, file names) is refused when it holds a character no
+register takes (:data:`TYPED_TEXT`); a date of a past fact (a birth, a death) is refused when it is
+after today. What a person submits is validated with :func:`submission_context`, which also
+normalises that text to NFC and says which day today is; events are read without it (see
+:data:`TYPED_TEXT` for why).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -20,9 +27,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # Province codes that open a citizen id number, per Circular 07/2016/TT-BCA (63 provinces).
 PROVINCE_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -113,7 +124,8 @@ def _check_citizen_id(value: str) -> str:
     if not _CITIZEN_ID_RE.fullmatch(value):
         raise ValueError(f"citizen id must be exactly 12 digits, got {len(value)} characters")
     if value[:3] not in PROVINCE_CODES:
-        raise ValueError(f"citizen id starts with unknown province code {value[:3]!r}")
+        # Neither this nor the checks of Person repeat digits or years: refusals reach HTTP answers.
+        raise ValueError("citizen id starts with an unknown province code (its first 3 digits)")
     return value
 
 
@@ -200,8 +212,112 @@ def _require_aware(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_require_aware)]
 """A timezone-aware datetime, normalised to UTC; naive datetimes are refused."""
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-"""Free text such as a reason or an address: trimmed, not empty, at most 500 characters."""
+
+# --- what a person types ----------------------------------------------------------------------
+
+_NORMALISE: Final = "lienthong.normalise"
+_TODAY: Final = "lienthong.today"
+
+
+def submission_context(today: date) -> dict[str, object]:
+    """The pydantic validation context for what a person submits (``model_validate_json(...,
+    context=...)``): typed text is NFC-normalised, and past-fact dates must not be after ``today``
+    (Vietnam's date at the moment of submission)."""
+    return {_NORMALISE: True, _TODAY: today}
+
+
+def _context(info: ValidationInfo) -> Mapping[str, object]:
+    return info.context if isinstance(info.context, Mapping) else {}
+
+
+_BIDI_CONTROLS: Final = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_ZERO_WIDTH: Final = frozenset([0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF])
+_REFUSED_CATEGORIES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "Cc": "a control character",
+        "Cf": "an invisible formatting character",
+        "Cs": "a surrogate code point",
+        "Co": "a private-use character",
+        "Cn": "an unassigned code point",
+        "Zl": "a line separator",
+        "Zp": "a paragraph separator",
+    }
+)
+
+
+def _refused_character(text: str) -> tuple[int, str, str] | None:
+    """The first character of ``text`` no register takes: (position, code point, kind)."""
+    if text.isprintable():  # str.isprintable refuses a superset (it also refuses spaces other than " ")
+        return None
+    for position, char in enumerate(text):
+        code = ord(char)
+        if code in _BIDI_CONTROLS:
+            kind = "a bidirectional control character"
+        elif code in _ZERO_WIDTH:
+            kind = "a zero-width character"
+        else:
+            found = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+            if found is None:
+                continue
+            kind = found
+        return position, f"U+{code:04X}", kind
+    return None
+
+
+def _typed_text(value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> str:
+    if isinstance(value, str) and _context(info).get(_NORMALISE):
+        value = unicodedata.normalize("NFC", value)
+    text: str = handler(value)
+    refused = _refused_character(text)
+    if refused is not None:
+        position, code_point, kind = refused
+        raise PydanticCustomError(
+            "typed_text",
+            "holds {kind} ({code_point}) at character {position}, which no register accepts; "
+            "type the text again without it",
+            {"kind": kind, "code_point": code_point, "position": position + 1},
+        )
+    return text
+
+
+TYPED_TEXT: Final = WrapValidator(_typed_text)
+"""Marks a ``str`` type as text a person types; put it after the type's ``StringConstraints``.
+
+Refused, with the kind and code point of the first such character but never the text: control
+characters (C0, C1, DEL, NUL, BEL, tabs and line breaks), bidirectional overrides, embeddings,
+isolates and marks, zero-width and other invisible formatting characters (U+200B-U+200D, U+2060,
+U+FEFF, soft hyphen), line and paragraph separators, surrogates, private-use and unassigned code
+points. They pass the JSON Schema's ``string`` and reach the agencies' registers otherwise, where one
+register stores them and another (an XML one: XML cannot hold C0 controls) refuses the dossier.
+
+With :func:`submission_context` the text is first normalised to NFC (Vietnamese typed with combining
+marks becomes the precomposed letters every register compares by), and the length limits count the
+normalised text. Events are read without that context: they are signed over their parsed form, so
+normalising on read would break the signature of an event written before; intake normalises once.
+The check is a validator, not a JSON Schema ``pattern``: the event snapshots keep their schema and a
+pattern would be a breaking change to them. Events written before it that hold such characters are
+refused when read, as they would be by the agency that cannot store them.
+"""
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), TYPED_TEXT]
+"""Free text a person types, such as an address or a place: trimmed, not empty, at most 500
+characters, only characters a register takes (:data:`TYPED_TEXT`)."""
+
+
+def _not_after_today(value: date, info: ValidationInfo) -> date:
+    today = _context(info).get(_TODAY)
+    if isinstance(today, date) and value > today:
+        raise PydanticCustomError(
+            "date_in_future",
+            "is after today ({today} in Vietnam); it must be a date that has already come",
+            {"today": today.isoformat()},
+        )
+    return value
+
+
+PastDate = Annotated[date, AfterValidator(_not_after_today)]
+"""The date of something that has happened (a birth, a death): with :func:`submission_context`,
+refused when after today."""
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -230,9 +346,9 @@ class DocumentRef(BaseModel):
         },
     )
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)] = Field(
-        description="File name as submitted."
-    )
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), TYPED_TEXT
+    ] = Field(description="File name as submitted.")
     media_type: DocumentMediaType = Field(description="Media type; only formats the centers accept.")
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="SHA-256 of the file content, 64 lowercase hex digits."
@@ -242,7 +358,8 @@ class DocumentRef(BaseModel):
 
 # --- people -----------------------------------------------------------------------------------
 
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), TYPED_TEXT]
+"""A person's full name: trimmed, 1-100 characters, only characters a register takes."""
 
 
 class Person(BaseModel):
@@ -269,7 +386,7 @@ class Person(BaseModel):
     full_name: FullName = Field(
         description="Full name as on the citizen id card.", json_schema_extra=PERSONAL
     )
-    date_of_birth: date = Field(description="Date of birth.", json_schema_extra=PERSONAL)
+    date_of_birth: PastDate = Field(description="Date of birth.", json_schema_extra=PERSONAL)
     sex: Sex | None = Field(default=None, description="Sex, when the form asks for it.")
     address: ShortText | None = Field(
         default=None, description="Permanent or contact address.", json_schema_extra=PERSONAL
@@ -280,13 +397,10 @@ class Person(BaseModel):
         encoded_year = citizen_id_birth_year(self.citizen_id)
         if encoded_year != self.date_of_birth.year:
             raise ValueError(
-                f"citizen id encodes birth year {encoded_year} but date_of_birth is in "
-                f"{self.date_of_birth.year}"
+                "date_of_birth is not in the birth year the citizen id encodes (its 4th to 6th digits)"
             )
         if self.sex is not None and citizen_id_sex(self.citizen_id) is not self.sex:
-            raise ValueError(
-                f"citizen id encodes sex {citizen_id_sex(self.citizen_id)} but sex is {self.sex}"
-            )
+            raise ValueError("sex is not the one the citizen id encodes (its 4th digit)")
         return self
 
 
