@@ -1,7 +1,10 @@
 """The national dossier status codes that provincial systems synchronise on.
 
-Our events are richer than these ten codes, but every dossier maps to exactly one of them at any
-moment. Each code says what it does to the statutory clock.
+Our events are richer than these ten codes (each agency leg has its own state), and the router
+gives every dossier it routes exactly one of them at a time, announced by ``DossierStatusChanged``
+(the receipt itself implies code 2). A reader may still meet a dossier before any status event of it
+has reached it: the tracker counts such dossiers as ``unknown_status``. Each code says what it does
+to the statutory clock.
 """
 
 from __future__ import annotations

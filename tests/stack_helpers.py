@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -14,8 +16,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.agencies import Agency
 from schemas.topics import all_topics
+from services.runtime import dlq
 from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
 from services.stack.traffic import Submitted, Traffic
+
+# Retry tiers of seconds (1 s, 2 s, 3 s) and quick polls, for fault tests that wait on them.
+SHORT_TIERS = {
+    "LIENTHONG_RETRY_DELAYS_S": "[1, 2, 3]",
+    "LIENTHONG_RETRY_WITHIN_S": "1",
+    "LIENTHONG_CALL_TIMEOUT_S": "2",
+    "LIENTHONG_CIRCUIT_COOLDOWN_S": "2",
+    "LIENTHONG_POLL_INTERVAL_S": "0.3",
+}
 
 
 async def wait_until_closed(
@@ -118,3 +130,46 @@ async def sample_traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
         yield generator
     finally:
         await generator.aclose()
+
+
+# --- faults, sandboxes and dead letters ---------------------------------------------------------
+
+
+async def set_faults(stack: LocalStack, agency: Agency, **faults: Any) -> None:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        answer = await http.put(f"{stack.sandbox_url(agency)}/_sandbox/faults", json=faults)
+        answer.raise_for_status()
+
+
+async def clear_faults(stack: LocalStack, agency: Agency) -> None:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        (await http.delete(f"{stack.sandbox_url(agency)}/_sandbox/faults")).raise_for_status()
+
+
+async def records(stack: LocalStack, agency: Agency, table: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        answer = await http.get(f"{stack.sandbox_url(agency)}/_sandbox/records/{table}")
+        answer.raise_for_status()
+        body = answer.json()
+        return body["records"] if isinstance(body, dict) else body  # type: ignore[no-any-return]
+
+
+async def dead_letters_of(stack: LocalStack, agency: str | None = None) -> list[dlq.DeadLetter]:
+    letters = await dlq.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
+    return dlq.select(letters, agency=agency)
+
+
+async def lienthong_dlq_replay(stack: LocalStack, *selection: str) -> subprocess.CompletedProcess[str]:
+    """`lienthong dlq replay`, exactly as an operator types it."""
+    command = [
+        sys.executable, "-m", "services.cli", "dlq", "replay", *selection,
+        "--bootstrap-servers", stack.bootstrap_servers, "--prefix", stack.topic_prefix,
+    ]  # fmt: skip
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_all_running(stack: LocalStack) -> None:
+    crashed = [name for name, process in stack.processes.items() if not process.is_running()]
+    assert not crashed, f"crashed: {crashed}"

@@ -12,7 +12,9 @@ current ``FaultSettings``. Per call (``/health`` and ``/_sandbox/*`` are never f
 4. with probability ``failure_rate`` answer ``error_status`` (503 by default; 500/429 too);
 5. with probability ``malformed_rate`` answer 200 with a garbage body (the request is
    *not* executed: no side effect happens);
-6. otherwise run the request.
+6. otherwise run the request; with ``reply_patch`` set, a successful JSON object answer has those
+   fields replaced (the request *is* executed: an answer that parses but breaks our contract, such
+   as a registration number longer than any register issues or a blank reason).
 
 Draws come from one ``random.Random(seed)``, so a seeded run is deterministic.
 Settings are given at start (CLI flags or ``SANDBOX_FAULT_*`` environment variables) and
@@ -26,11 +28,11 @@ import enum
 import json
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ErrorStatus = Literal[429, 500, 502, 503, 504]
 DownMode = Literal["unavailable", "drop"]
@@ -55,6 +57,9 @@ class FaultSettings(BaseModel):
     down_until: datetime | None = Field(default=None, description="UTC time until which the sandbox is down")
     down_mode: DownMode = "unavailable"
     malformed_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="share of calls answered garbage")
+    reply_patch: dict[str, JsonValue] | None = Field(
+        default=None, description="fields replaced in every successful JSON object answer"
+    )
     seed: int | None = Field(default=None, description="seed for the fault draws (deterministic runs)")
 
     def is_down(self, now: datetime | None = None) -> bool:
@@ -73,6 +78,7 @@ class FaultUpdate(BaseModel):
     down_for_s: float | None = Field(default=None, ge=0.0, description="down from now for this long; 0 = up")
     down_mode: DownMode | None = None
     malformed_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    reply_patch: dict[str, JsonValue] | None = None
     seed: int | None = None
 
 
@@ -170,6 +176,35 @@ async def _send_simple(
     await send({"type": "http.response.body", "body": body})
 
 
+def _patching(send: Send, patch: dict[str, JsonValue]) -> Send:
+    """A ``send`` that holds a successful JSON answer back and sends it with ``patch``'s fields."""
+    held: dict[str, Any] = {}
+    body = bytearray()
+
+    async def patched(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            held.update(message)
+            return
+        if message["type"] != "http.response.body" or not held:
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        content = bytes(body)
+        headers = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
+        is_json = any(k.lower() == b"content-type" and b"json" in v for k, v in headers)
+        if 200 <= held["status"] < 300 and is_json:
+            document = json.loads(content)
+            if isinstance(document, dict):
+                content = json.dumps({**document, **patch}, ensure_ascii=False).encode()
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({**held, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return patched
+
+
 class FaultMiddleware:
     """ASGI middleware that applies the injector's decision before the app runs."""
 
@@ -185,7 +220,9 @@ class FaultMiddleware:
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
         decision = self.injector.decide()
-        if decision is Decision.PASS:
+        if decision is Decision.PASS and settings.reply_patch:
+            await self.app(scope, receive, _patching(send, settings.reply_patch))
+        elif decision is Decision.PASS:
             await self.app(scope, receive, send)
         elif decision is Decision.DOWN:
             await self._down(send, settings)

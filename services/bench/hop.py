@@ -16,13 +16,11 @@ from schemas.events import HandoffRequested
 from services.bench.procstats import Stopwatch
 from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings
 from services.runtime.consumer import Effect, EventConsumer
-from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import METRICS, Service
-from services.runtime.outbox import OutboxRelay
 from services.runtime.records import ReceivedRecord
 from services.runtime.service import instrument_broker
-from services.runtime.settings import KafkaSettings
-from services.runtime.tracing import traced_sender
+from services.runtime.settings import ServiceSettings
 
 
 class InstantLand(Connector):
@@ -43,13 +41,15 @@ async def run_hop(
     *,
     linger_ms: int | None = None,
 ) -> Stopwatch:
-    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+    settings = ServiceSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     if linger_ms is not None:
         settings.linger_ms = linger_ms
     connector = InstantLand()
     store = HandoffStore(work_dir / f"hop-{prefix.strip('.')}.db")
     broker = make_broker(settings, client_id="bench-hop")
-    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    relay = outbox_relay(
+        store.outbox, settings, client_id="bench-hop", broker=broker, service=Service.CONNECTOR
+    )
     host = ConnectorHost(connector, store, relay, HostSettings(topic_prefix=prefix))
     consumer = EventConsumer(
         store=store,

@@ -12,13 +12,11 @@ from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS
 from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, tiers_with_delays
 from services.runtime.consumer import EventConsumer
 from services.runtime.delayed import DelayedRetryConsumer
-from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import Service
-from services.runtime.outbox import OutboxRelay
 from services.runtime.retry import BlipRetry
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings, client_security_options
-from services.runtime.tracing import traced_sender
 
 
 class ConnectorSettings(ServiceSettings):
@@ -40,6 +38,15 @@ class ConnectorSettings(ServiceSettings):
         default=5, description="Transient failures in a row that open the circuit."
     )
     circuit_cooldown_s: float = Field(default=10.0, description="How long an open circuit stays open.")
+    poll_failure_budget: int = Field(
+        default=10,
+        ge=1,
+        description="Failed polls in a row after which a pending job's handoff is dead-lettered (stuck).",
+    )
+    poll_retry_s: float = Field(
+        default=5.0, gt=0, description="Wait after a failed poll; it doubles with each failure in a row."
+    )
+    poll_retry_max_s: float = Field(default=300.0, gt=0, description="Longest wait after a failed poll.")
 
 
 def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
@@ -48,7 +55,13 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
     connector = connector_class(agency)()
     store = HandoffStore(settings.data_dir / f"connector-{agency.value}.db")
     broker = make_broker(settings, client_id=f"connector-{agency.value}")
-    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    relay = outbox_relay(
+        store.outbox,
+        settings,
+        client_id=f"connector-{agency.value}",
+        broker=broker,
+        service=Service.CONNECTOR,
+    )
     host = ConnectorHost(
         connector,
         store,
@@ -64,6 +77,9 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
             retry_tiers=tiers_with_delays(settings.retry_delays_s),
             circuit_threshold=settings.circuit_threshold,
             circuit_cooldown_s=settings.circuit_cooldown_s,
+            poll_failure_budget=settings.poll_failure_budget,
+            poll_retry_s=settings.poll_retry_s,
+            poll_retry_max_s=settings.poll_retry_max_s,
         ),
     )
     group = f"{settings.topic_prefix}connector-{agency.value}"
@@ -104,4 +120,5 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         on_shutdown=[connector.stop],
     )
     delayed.watch = app.state.lag.watch  # the delay tiers' lag is measured like the main topic's
+    delayed.unwatch = app.state.lag.unwatch
     return app

@@ -19,12 +19,10 @@ from schemas.workdays import default_calendar
 from services.router.handlers import RouterHandlers
 from services.router.store import SqliteRouterStore
 from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import Service
-from services.runtime.outbox import OutboxRelay
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
-from services.runtime.tracing import traced_sender
 
 
 class RouterSettings(ServiceSettings):
@@ -35,7 +33,7 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
     settings = settings or RouterSettings()
     store = SqliteRouterStore(settings.data_dir / "router.db")
     broker = make_broker(settings, client_id="router")
-    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    relay = outbox_relay(store.outbox, settings, client_id="router", broker=broker, service=Service.ROUTER)
     catalog = load_catalog(settings.catalog_path)
     handlers = RouterHandlers(store, catalog, default_calendar(), settings.topic_prefix)
     consumer = EventConsumer(

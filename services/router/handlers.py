@@ -44,6 +44,14 @@ class UnknownProcedure(EventContractError):
     """The dossier names a procedure this router's catalog does not have."""
 
 
+class UnknownDossier(EventContractError):
+    """An outcome for a dossier no router store holds: nothing can route it, and it must not vanish."""
+
+
+class CatalogMismatch(Exception):
+    """The dossier's stored route names a step the catalog no longer has (the catalog changed)."""
+
+
 @dataclass(frozen=True)
 class ProcedureDeadlines:
     procedure: Procedure
@@ -107,9 +115,16 @@ class RouterHandlers:
     def on_handoff_outcome(self, event: HandoffOutcome) -> Effect:
         state = self.store.load(str(event.dossier_id))
         if state is None:
-            return Effect()  # an outcome for a dossier this router never started: nothing to route
+            raise UnknownDossier(
+                f"no dossier {event.dossier_id} is being routed (outcome of step {event.data.step_id})"
+            )
         procedure = self._procedure(state.procedure_code)
         data = event.data
+        leg = state.legs.get(data.step_id)
+        if leg is not None and all(step.id != data.step_id for step in procedure.route):
+            raise CatalogMismatch(
+                f"procedure {procedure.code} has no step {data.step_id!r} in this router's catalog any more"
+            )
         outcome = Outcome(
             handoff_id=str(data.handoff_id),
             step_id=data.step_id,

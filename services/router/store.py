@@ -6,10 +6,18 @@ import sqlite3
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from services.router.state import DossierState
+from services.runtime.failures import describe
 from services.runtime.store import ProcessingStore, SqliteProcessingStore, Write
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS dossiers (dossier_id TEXT PRIMARY KEY, state TEXT NOT NULL);"
+
+
+class CorruptState(Exception):
+    """A dossier's stored state no longer validates (a release changed its shape, or it was edited):
+    the record that needs it is dead-lettered with this reason instead of failing for ever."""
 
 
 class RouterStore(ProcessingStore, Protocol):
@@ -26,7 +34,14 @@ class SqliteRouterStore(SqliteProcessingStore):
 
     def load(self, dossier_id: str) -> DossierState | None:
         row = self.conn.execute("SELECT state FROM dossiers WHERE dossier_id = ?", (dossier_id,)).fetchone()
-        return DossierState.model_validate_json(row["state"]) if row else None
+        if row is None:
+            return None
+        try:
+            return DossierState.model_validate_json(row["state"])
+        except ValidationError as error:
+            raise CorruptState(
+                f"the stored state of dossier {dossier_id} is invalid: {describe(error)}"
+            ) from None
 
     def saving(self, state: DossierState) -> Write:
         def save(conn: sqlite3.Connection) -> None:

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from connectors.base import Completed, Connector, HandoffRequest, HandoffResult, Rejected, WaitingOnCitizen
-from connectors.errors import AgencyRejected, AgencyUnavailable
-from schemas.envelope import Event
+from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from schemas.envelope import Event, event_headers, event_key
 from schemas.errors import EventContractError
 from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind, parse_event
 from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS, RetryTier, dlq_topic, requests_topic, retry_topic
@@ -36,13 +36,14 @@ from services.runtime import headers
 from services.runtime.circuit import CircuitBreaker, CircuitState
 from services.runtime.consumer import Effect
 from services.runtime.deadletter import Failure, dead_letter
-from services.runtime.failures import FailureClass, classify
+from services.runtime.failures import FailureClass, classify, describe
 from services.runtime.ids import name_based_id
 from services.runtime.metrics import METRICS, CallResult
 from services.runtime.metrics import CircuitState as CircuitMetric
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord, event_record
 from services.runtime.retry import BlipRetry, call_with_blip_retries
+from services.runtime.sqlite import ensure_column
 from services.runtime.store import SqliteProcessingStore, Write
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,20 @@ CREATE TABLE IF NOT EXISTS handoffs (
     state TEXT NOT NULL,            -- retrying, pending, settled or dead_lettered
     attempt INTEGER NOT NULL DEFAULT 0,  -- retrying: the delay tier's attempt; pending: polls so far
     poll_token TEXT,
-    next_poll_at REAL
+    next_poll_at REAL,
+    replay_id TEXT,                 -- the operator's replay this attempt belongs to (outcome ids)
+    poll_failures INTEGER NOT NULL DEFAULT 0,  -- pending: failed polls in a row
+    first_failure_at TEXT           -- pending: when the first of those failed
 );
 DROP INDEX IF EXISTS handoffs_due;
 CREATE INDEX IF NOT EXISTS handoffs_pending ON handoffs (next_poll_at) WHERE state = 'pending';
 """
+# Columns newer than the table (stores made before them get them on start).
+_ADDED_COLUMNS = (
+    ("replay_id", "TEXT"),
+    ("poll_failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("first_failure_at", "TEXT"),
+)
 _OUTCOME_NAMESPACE = uuid.UUID("a3e1c7d2-5b4f-4c8e-9f0a-7d6b2e1c3f55")
 _REASON_LIMIT = 1000
 
@@ -84,6 +94,9 @@ class DuePoll(NamedTuple):
     stored: bytes | str  # the request as the row holds it
     poll_token: str
     polls: int  # made so far
+    replay_id: str | None = None
+    failures: int = 0  # failed polls in a row
+    first_failure_at: str | None = None
 
 
 def poll_wait(interval_s: float, polls: int) -> float:
@@ -96,6 +109,8 @@ def poll_wait(interval_s: float, polls: int) -> float:
 class HandoffStore(SqliteProcessingStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
+        for column, declaration in _ADDED_COLUMNS:
+            ensure_column(self.conn, "handoffs", column, declaration)
 
     def handoff(self, handoff_id: str) -> HandoffRow | None:
         row = self.conn.execute(
@@ -110,15 +125,25 @@ class HandoffStore(SqliteProcessingStore):
 
     def due_polls(self, now: float, limit: int = 100) -> list[DuePoll]:
         rows = self.conn.execute(
-            "SELECT request, poll_token, attempt FROM handoffs WHERE state = 'pending' "
-            "AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
+            "SELECT request, poll_token, attempt, replay_id, poll_failures, first_failure_at FROM handoffs"
+            " WHERE state = 'pending' AND next_poll_at <= ? ORDER BY next_poll_at LIMIT ?",
             (now, limit),
         ).fetchall()
         due: list[DuePoll] = []
         for row in rows:
             request = parse_event(row["request"])
             if isinstance(request, HandoffRequested):
-                due.append(DuePoll(request, row["request"], str(row["poll_token"]), int(row["attempt"])))
+                due.append(
+                    DuePoll(
+                        request,
+                        row["request"],
+                        str(row["poll_token"]),
+                        int(row["attempt"]),
+                        row["replay_id"],
+                        int(row["poll_failures"]),
+                        row["first_failure_at"],
+                    )
+                )
         return due
 
     @staticmethod
@@ -130,20 +155,27 @@ class HandoffStore(SqliteProcessingStore):
         poll_token: str | None = None,
         next_poll_at: float | None = None,
         as_received: bytes | str | None = None,
+        replay_id: str | None = None,
+        poll_failures: int = 0,
+        first_failure_at: str | None = None,
     ) -> Write:
         """The request itself is kept only while pending, for the poll loop; its other states need
         only the row (every copy of a retried request carries it). ``as_received``: the request as its
-        record or its row holds it, stored as it is instead of serialised again."""
+        record or its row holds it, stored as it is instead of serialised again. ``replay_id``: the
+        replay this attempt belongs to, so that its outcomes are new events."""
         stored: bytes | str = ""
         if state == PENDING:
             stored = as_received if as_received is not None else request.model_dump_json()
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO handoffs (handoff_id, request, state, attempt, poll_token, next_poll_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (handoff_id) DO UPDATE SET state = excluded.state, "
-                "request = excluded.request, attempt = excluded.attempt, "
-                "poll_token = excluded.poll_token, next_poll_at = excluded.next_poll_at",
+                "INSERT INTO handoffs (handoff_id, request, state, attempt, poll_token, next_poll_at,"
+                " replay_id, poll_failures, first_failure_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (handoff_id) DO UPDATE SET state = excluded.state,"
+                " request = excluded.request, attempt = excluded.attempt,"
+                " poll_token = excluded.poll_token, next_poll_at = excluded.next_poll_at,"
+                " replay_id = excluded.replay_id, poll_failures = excluded.poll_failures,"
+                " first_failure_at = excluded.first_failure_at",
                 (
                     str(request.data.handoff_id),
                     stored,
@@ -151,6 +183,9 @@ class HandoffStore(SqliteProcessingStore):
                     attempt,
                     poll_token,
                     next_poll_at,
+                    replay_id,
+                    poll_failures,
+                    first_failure_at,
                 ),
             )
 
@@ -166,6 +201,11 @@ class HostSettings:
     retry_tiers: tuple[RetryTier, ...] = RETRY_TIERS
     circuit_threshold: int = 5
     circuit_cooldown_s: float = 10.0
+    # A pending job whose polls keep failing: waits from poll_retry_s, doubling up to poll_retry_max_s,
+    # and after poll_failure_budget failures in a row the handoff is dead-lettered (stuck, alerting).
+    poll_failure_budget: int = 10
+    poll_retry_s: float = 5.0
+    poll_retry_max_s: float = 300.0
 
 
 def tiers_with_delays(delays_s: tuple[float, ...]) -> tuple[RetryTier, ...]:
@@ -213,10 +253,13 @@ class ConnectorHost:
         self.requests_topic = requests_topic(self.agency, settings.topic_prefix)
         self.dlq = dlq_topic(self.requests_topic)
         self.metrics = METRICS.agency(self.agency)
+        blip = settings.blip_retry
         self.breaker = CircuitBreaker(
             threshold=settings.circuit_threshold,
             cooldown_s=settings.circuit_cooldown_s,
             on_change=self._circuit_changed,
+            # longer than a probe can take: every attempt timing out, and the waits between them
+            probe_timeout_s=blip.attempts * blip.call_timeout_s + blip.within_s + 5.0,
         )
         self._newly_pending = asyncio.Event()
 
@@ -258,30 +301,55 @@ class ConnectorHost:
             return self._delay(event, record, CircuitOpen(f"circuit of {self.agency.value} is open"))
         request = as_request(event)
         try:
-            result, attempts = await call_with_blip_retries(
+            result, _ = await call_with_blip_retries(
                 lambda: self.connector.handle(request),
                 self.settings.blip_retry,
                 agency=self.agency.value,
                 on_retry=self._retried_in_process,
             )
         except Exception as error:
-            failure = classify(error)
-            self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
-            if failure is FailureClass.BUSINESS:
-                self.breaker.record_success()  # the agency answered
-                assert isinstance(error, AgencyRejected)
-                return self._settle(event, Rejected(reason=error.reason), record)
-            if failure is FailureClass.TRANSIENT:
-                self.breaker.record_failure()
-                return self._delay(event, record, error)
-            log.exception(
-                "connector %s failed on %s (%s)", self.agency.value, event.data.action, failure.value
-            )
-            return self._dead_letter(event, record, failure, error)
+            return self._failed(event, record, error)
         self.metrics.called(CallResult.OK)
         self.breaker.record_success()
-        del attempts
-        return self._settle(event, result, record)
+        return self._settle_answer(event, result, record)
+
+    def _failed(self, request: HandoffRequested, record: ReceivedRecord, error: Exception) -> Effect:
+        """What a failed agency call means for the handoff, by the failure table."""
+        failure = classify(error)
+        if failure is FailureClass.INFRASTRUCTURE:  # an OS-level error on the way to the agency
+            failure = FailureClass.TRANSIENT
+        self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
+        if failure is FailureClass.BUSINESS:
+            self.breaker.record_success()  # the agency answered
+            assert isinstance(error, AgencyRejected)
+            return self._settle_answer(request, Rejected(reason=error.reason), record)
+        if failure is FailureClass.TRANSIENT:
+            self.breaker.record_failure()
+            return self._delay(request, record, error)
+        # An answer that proves nothing about the agency's health: it ends a probe, closes nothing.
+        self.breaker.record_inconclusive()
+        log.warning(
+            "connector %s failed on %s (%s): %s",
+            self.agency.value, request.data.action, failure.value, describe(error, 300),
+            exc_info=failure is FailureClass.INTERNAL,
+        )  # fmt: skip
+        return self._dead_letter(request, record, failure, error)
+
+    def _settle_answer(
+        self, request: HandoffRequested, result: HandoffResult, record: ReceivedRecord
+    ) -> Effect:
+        """:meth:`_settle`, or a dead letter when the agency's answer does not fit the outcome contract
+        (a blank reason, an over-long reference, a result that is not JSON): raising here would bring
+        the record back and call the agency again, for ever."""
+        try:
+            return self._settle(request, result, record)
+        except (ValueError, TypeError) as error:  # pydantic's ValidationError is a ValueError
+            unfit = AgencyProtocolError(
+                f"the answer to {request.data.action} does not fit the outcome contract: "
+                f"{describe(error, 300)}",
+                agency=self.agency.value,
+            )
+            return self._dead_letter(request, record, FailureClass.PROTOCOL, unfit)
 
     def _retried_in_process(self) -> None:
         self.metrics.called(CallResult.TRANSIENT)
@@ -289,18 +357,25 @@ class ConnectorHost:
 
     def _settle(self, request: HandoffRequested, result: HandoffResult, record: ReceivedRecord) -> Effect:
         """Records what ``result`` means for the handoff and the outcome to publish, if any."""
+        replay_id = record.headers.get(headers.REPLAY_ID)
         if isinstance(result, (Completed, Rejected)):
-            return Effect([self._outcome(request, result)], self.store.recording(request, SETTLED))
+            outcome = self._outcome(request, result, replay_id)
+            return Effect([outcome], self.store.recording(request, SETTLED, replay_id=replay_id))
+        emitted = [self._outcome(request, result, replay_id)] if isinstance(result, WaitingOnCitizen) else []
         next_poll = time.time() + poll_wait(self.settings.poll_interval_s, 0)
         recording = self.store.recording(
-            request, PENDING, poll_token=result.poll_token, next_poll_at=next_poll, as_received=record.value
+            request,
+            PENDING,
+            poll_token=result.poll_token,
+            next_poll_at=next_poll,
+            as_received=record.value,
+            replay_id=replay_id,
         )
 
         def pending(conn: sqlite3.Connection) -> None:
             recording(conn)
             self.store.after_commit(self._newly_pending.set)  # the poll loop times its first poll
 
-        emitted = [self._outcome(request, result)] if isinstance(result, WaitingOnCitizen) else []
         return Effect(emitted, pending)
 
     def _delay(self, request: HandoffRequested, record: ReceivedRecord, error: Exception) -> Effect:
@@ -310,25 +385,37 @@ class ConnectorHost:
             return self._dead_letter(request, record, FailureClass.TRANSIENT, error, attempts=attempt)
         tier = self.settings.retry_tiers[attempt - 1]
         now = datetime.now(UTC)
-        carried = {k: v for k, v in record.headers.items() if k not in headers.RUNTIME_HEADERS}
+        # A replay's id stays on its tier copies: they belong to the replay (their dedupe key and their
+        # outcomes), not to the first pass, whose copies were processed already.
+        carried = {
+            k: v
+            for k, v in record.headers.items()
+            if k not in headers.RUNTIME_HEADERS or k == headers.REPLAY_ID
+        }
         retry_headers = carried | {
             headers.RETRY_ATTEMPT: str(attempt),
             headers.RETRY_DUE_MS: str(int((now + tier.delay).timestamp() * 1000)),
             headers.FIRST_FAILURE: record.headers.get(headers.FIRST_FAILURE, now.isoformat()),
-            headers.LAST_ERROR: str(error)[:300],
+            headers.LAST_ERROR: describe(error, 300),
         }
         self.metrics.sent_to_tier(tier.name)
         log.info(
             "handoff %s to %s delayed %s (attempt %d): %s",
-            request.data.action, self.agency.value, tier.name, attempt, str(error)[:200],
+            request.data.action, self.agency.value, tier.name, attempt, describe(error, 200),
             extra={"dossier_id": str(request.dossier_id), "agency": self.agency.value, "outcome": "delayed"},
         )  # fmt: skip
         topic = retry_topic(self.agency, tier, self.settings.topic_prefix)
         delayed = OutgoingRecord(topic, record.key or b"", record.value, retry_headers)
-        return Effect([delayed], self.store.recording(request, RETRYING, attempt=attempt))
+        recording = self.store.recording(
+            request, RETRYING, attempt=attempt, replay_id=record.headers.get(headers.REPLAY_ID)
+        )
+        return Effect([delayed], recording)
 
     def _outcome(
-        self, request: HandoffRequested, result: Completed | Rejected | WaitingOnCitizen
+        self,
+        request: HandoffRequested,
+        result: Completed | Rejected | WaitingOnCitizen,
+        replay_id: str | None,
     ) -> OutgoingRecord:
         if isinstance(result, Completed):
             kind, reason, payload = OutcomeKind.COMPLETED, None, result.result
@@ -340,12 +427,15 @@ class ConnectorHost:
                 result.reason[:_REASON_LIMIT],
                 result.result,
             )
-        return self._outcome_record(request, kind, reason=reason, result=payload, reference=result.reference)
+        return self._outcome_record(
+            request, kind, replay_id, reason=reason, result=payload, reference=result.reference
+        )
 
     def _outcome_record(
         self,
         request: HandoffRequested,
         kind: OutcomeKind,
+        replay_id: str | None,
         *,
         reason: str | None = None,
         result: dict[str, Any] | None = None,
@@ -365,9 +455,12 @@ class ConnectorHost:
         )
         # One id per handoff and kind: publishing the same outcome twice is deduplicated downstream.
         # A replay after a dead letter is a new attempt, so its outcomes are new events.
-        event_id = name_based_id(_OUTCOME_NAMESPACE, f"{request.data.handoff_id}/{kind.value}")
+        name = f"{request.data.handoff_id}/{kind.value}" + (f"/{replay_id}" if replay_id else "")
         outcome = HandoffOutcome.create(
-            data=data, producer=self.producer, caused_by=request, event_id=event_id
+            data=data,
+            producer=self.producer,
+            caused_by=request,
+            event_id=name_based_id(_OUTCOME_NAMESPACE, name),
         )
         seconds = max(0.0, (outcome.occurred_at - request.occurred_at).total_seconds())
         METRICS.handoff(self.agency, request.data.action).finished(kind, seconds)
@@ -398,64 +491,133 @@ class ConnectorHost:
         *,
         attempts: int = 1,
     ) -> Effect:
-        reason = f"{failure.value} failure at {self.agency.value}: {error}"[:_REASON_LIMIT]
+        replay_id = record.headers.get(headers.REPLAY_ID)
+        reason = f"{failure.value} failure at {self.agency.value}: {describe(error, _REASON_LIMIT)}"
         outcome = self._outcome_record(
-            request, OutcomeKind.DEAD_LETTERED, reason=reason, error_class=failure.value
+            request,
+            OutcomeKind.DEAD_LETTERED,
+            replay_id,
+            reason=reason[:_REASON_LIMIT],
+            error_class=failure.value,
         )
         first = record.headers.get(headers.FIRST_FAILURE)
         first_failure = datetime.fromisoformat(first) if first else None
         letter = dead_letter(record, Failure(failure.value, error, attempts, first_failure), topic=self.dlq)
         self.metrics.dead_lettered(failure.value)
-        return Effect([letter, outcome], self.store.recording(request, DEAD_LETTERED))
+        return Effect([letter, outcome], self.store.recording(request, DEAD_LETTERED, replay_id=replay_id))
 
     async def poll_once(self) -> int:
-        """Polls every pending handoff that is due; returns how many settled."""
+        """Polls every pending handoff that is due; returns how many settled (dead letters included)."""
         settled = 0
-        for request, stored, token, polls in self.store.due_polls(time.time()):
-            try:
-                polled, _ = await call_with_blip_retries(
-                    lambda token=token: self.connector.poll(token),  # type: ignore[misc]
-                    BlipRetry(attempts=1, call_timeout_s=self.settings.blip_retry.call_timeout_s),
-                    agency=self.agency.value,
-                )
-            except AgencyRejected as rejected:
-                polled = Rejected(reason=rejected.reason)
-            except Exception:
-                log.warning(
-                    "polling a %s handoff failed; trying again later", self.agency.value, exc_info=True
-                )
-                retry_at = time.time() + 5.0
-                failed = self.store.recording(
-                    request,
-                    PENDING,
-                    attempt=polls,
-                    poll_token=token,
-                    next_poll_at=retry_at,
-                    as_received=stored,
-                )
-                self.store.commit(None, [], failed)
-                continue
-            if isinstance(polled, (Completed, Rejected)):
-                effect = Effect([self._outcome(request, polled)], self.store.recording(request, SETTLED))
-                settled += 1
-            else:  # still waiting: look again later; the waiting outcome was published once already
-                polls += 1
-                next_poll = time.time() + poll_wait(self.settings.poll_interval_s, polls)
-                effect = Effect(
-                    [],
-                    self.store.recording(
-                        request,
-                        PENDING,
-                        attempt=polls,
-                        poll_token=polled.poll_token,
-                        next_poll_at=next_poll,
-                        as_received=stored,
-                    ),
-                )
+        for due in self.store.due_polls(time.time()):
+            effect = await self._poll(due)
             self.store.commit(None, effect.emitted, effect.write)
+            if any(record.topic == self.outcome_topic for record in effect.emitted):
+                settled += 1
         if settled:
             self.relay.wake()
         return settled
+
+    async def _poll(self, due: DuePoll) -> Effect:
+        """One poll of a pending job, and what it means for the handoff."""
+        request = due.request
+        try:
+            polled, _ = await call_with_blip_retries(
+                lambda: self.connector.poll(due.poll_token),
+                BlipRetry(attempts=1, call_timeout_s=self.settings.blip_retry.call_timeout_s),
+                agency=self.agency.value,
+            )
+        except AgencyRejected as rejected:
+            self.metrics.called(CallResult.REJECTED)
+            polled = Rejected(reason=rejected.reason)
+        except Exception as error:
+            return self._poll_failed(due, error)
+        else:
+            self.metrics.called(CallResult.OK)
+        if isinstance(polled, (Completed, Rejected)):
+            try:
+                outcome = self._outcome(request, polled, due.replay_id)
+            except (ValueError, TypeError) as error:
+                unfit = AgencyProtocolError(
+                    f"the answer to polling {request.data.action} does not fit the outcome contract: "
+                    f"{describe(error, 300)}",
+                    agency=self.agency.value,
+                )
+                return self._poll_dead_letter(due, FailureClass.PROTOCOL, unfit)
+            return Effect([outcome], self.store.recording(request, SETTLED, replay_id=due.replay_id))
+        # Still waiting: look again later; the waiting outcome was published once already.
+        polls = due.polls + 1
+        return Effect(
+            [],
+            self.store.recording(
+                request,
+                PENDING,
+                attempt=polls,
+                poll_token=polled.poll_token,
+                next_poll_at=time.time() + poll_wait(self.settings.poll_interval_s, polls),
+                as_received=due.stored,
+                replay_id=due.replay_id,
+            ),
+        )
+
+    def _poll_failed(self, due: DuePoll, error: Exception) -> Effect:
+        """A failed poll costs the job one of its failure budget; past it the handoff is stuck."""
+        failure = classify(error)
+        if failure is FailureClass.INFRASTRUCTURE:
+            failure = FailureClass.TRANSIENT
+        self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
+        failures = due.failures + 1
+        first_failure = due.first_failure_at or datetime.now(UTC).isoformat()
+        if failures >= self.settings.poll_failure_budget:
+            return self._poll_dead_letter(due, failure, error, attempts=failures, first_failure=first_failure)
+        wait = min(self.settings.poll_retry_s * 2 ** (failures - 1), self.settings.poll_retry_max_s)
+        log.warning(
+            "polling a %s handoff failed (%d of %d allowed, %s): %s; next poll in %.0f s",
+            self.agency.value, failures, self.settings.poll_failure_budget, failure.value,
+            describe(error, 200), wait,
+        )  # fmt: skip
+        return Effect(
+            [],
+            self.store.recording(
+                due.request,
+                PENDING,
+                attempt=due.polls,
+                poll_token=due.poll_token,
+                next_poll_at=time.time() + wait,
+                as_received=due.stored,
+                replay_id=due.replay_id,
+                poll_failures=failures,
+                first_failure_at=first_failure,
+            ),
+        )
+
+    def _poll_dead_letter(
+        self,
+        due: DuePoll,
+        failure: FailureClass,
+        error: Exception,
+        *,
+        attempts: int = 1,
+        first_failure: str | None = None,
+    ) -> Effect:
+        """The pending job's handoff, dead-lettered with its story: the request as received, the failures
+        in a row and since when. A replay asks the agency again (same idempotency key)."""
+        request = due.request
+        record_headers = event_headers(request) | {headers.FIRST_FAILURE: first_failure or ""}
+        if due.replay_id:
+            record_headers[headers.REPLAY_ID] = due.replay_id
+        stored = due.stored.encode() if isinstance(due.stored, str) else bytes(due.stored)
+        record = ReceivedRecord(
+            topic=self.requests_topic,
+            partition=-1,  # not a record of the topic: the request as the poll loop kept it
+            offset=-1,
+            timestamp=request.occurred_at,
+            key=event_key(request),
+            value=stored,
+            headers={k: v for k, v in record_headers.items() if v},
+            group_id=f"{self.producer}.poll",
+        )
+        return self._dead_letter(request, record, failure, error, attempts=attempts)
 
     async def poll_loop(self) -> None:
         while True:

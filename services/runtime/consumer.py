@@ -30,17 +30,19 @@ from faststream.kafka.annotations import KafkaMessage
 
 from schemas.agencies import Agency
 from schemas.envelope import Event, envelope_from_headers, envelope_matches
-from schemas.errors import EventContractError, UnknownEventType
+from schemas.errors import EventContractError, InvalidHeader, UnknownEventType
 from schemas.events import parse_event
 from schemas.topics import dlq_topic
 from services.runtime import headers, signing
 from services.runtime.deadletter import Failure, dead_letter
+from services.runtime.failures import classify, describe
 from services.runtime.metrics import METRICS, ErrorClass, Service
 from services.runtime.offsets import BackgroundCommitter
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import ReceivedRecord, raw_body
+from services.runtime.records import BatchParser, ReceivedRecord, raw_body
 from services.runtime.signing import SignatureError, Verifier
 from services.runtime.store import ProcessingStore, Write
+from services.runtime.tracing import handling, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,8 @@ class EventConsumer:
             log.warning("consumer group %s does not verify event signatures (no trust store)", group_id)
         self.gather_ms = gather_ms
         # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
-        self.metrics = METRICS.service(service or group_id.rsplit(".", 1)[-1].split("-")[0])
+        self.service = str(service or group_id.rsplit(".", 1)[-1].split("-")[0])
+        self.metrics = METRICS.service(self.service)
         self._committers: weakref.WeakKeyDictionary[Any, BackgroundCommitter] = weakref.WeakKeyDictionary()
         self.polls = 0  # of the broker, by the subscribers this consumer made
 
@@ -141,6 +144,7 @@ class EventConsumer:
         # auto-commits what was merely fetched: each stored record's offset is marked and committed in
         # the background (services.runtime.offsets). On a failure the partitions seek back to the
         # batch's first records; those already stored are deduplicated.
+        subscriber: Any = None
         subscriber = broker.subscriber(
             *topics,
             group_id=self.group_id,
@@ -152,6 +156,7 @@ class EventConsumer:
             # aiokafka's defaults (1 byte, 500 ms) hand over each record as soon as it is written
             fetch_min_bytes=GATHER_BYTES if self.gather_ms else 1,
             fetch_max_wait_ms=self.gather_ms or 500,
+            parser=BatchParser(lambda: getattr(subscriber, "consumer", None)),
             decoder=raw_body,
             description=description,
         )
@@ -200,6 +205,8 @@ class EventConsumer:
         return committer
 
     def parse(self, record: ReceivedRecord) -> Event:
+        if record.undecodable:  # no producer of ours writes a header that is not text
+            raise InvalidHeader(", ".join(sorted(record.undecodable)), "not UTF-8")
         if len(record.value) > MAX_RECORD_BYTES:
             raise OversizedRecord(f"record of {len(record.value)} bytes exceeds {MAX_RECORD_BYTES}")
         try:
@@ -223,23 +230,39 @@ class EventConsumer:
     def _poison(self, record: ReceivedRecord, error: EventContractError) -> list[OutgoingRecord]:
         error_class = ErrorClass.SIGNATURE if isinstance(error, SignatureError) else ErrorClass.POISON
         self.metrics.poison_records.inc()
+        return self._dead_letter(record, error_class, error)
+
+    def _dead_letter(
+        self, record: ReceivedRecord, error_class: ErrorClass, error: BaseException
+    ) -> list[OutgoingRecord]:
+        """The dead letter of a record this consumer cannot act on, counted and logged; nothing for a
+        record of a topic it only observes (its owner dead-letters it)."""
         owned = record.topic not in self.observes
+        what = {ErrorClass.SIGNATURE: "badly signed", ErrorClass.POISON: "poison"}.get(error_class, "failed")
         log.warning(
             "%s record %s: %s",
-            "badly signed" if error_class is ErrorClass.SIGNATURE else "poison",
+            what,
             "dead-lettered" if owned else "skipped (its owner dead-letters it)",
-            str(error)[:200],
+            describe(error, 200),
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
         if not owned:
             return []
         if self.on_poison is not None:
             self.on_poison(error_class.value)
-        elif error_class is ErrorClass.SIGNATURE:
+        else:
             _count_dead_letter(record.topic, error_class)
-        return [dead_letter(record, Failure(error_class.value, error), topic=self.dlq_for(record.topic))]
+        failure = Failure(error_class.value, error)
+        return [dead_letter(record, failure, topic=self.dlq_for(record.topic))]
 
     async def process(self, record: ReceivedRecord, handler: Handler) -> None:
+        """Parse, dedupe, handle and store one record (inside its trace when tracing is on)."""
+        if not tracing_enabled():
+            return await self._process(record, handler)
+        with handling(record.topic, record.headers, self.group_id, self.service):
+            return await self._process(record, handler)
+
+    async def _process(self, record: ReceivedRecord, handler: Handler) -> None:
         try:
             event = self.parse(record)
         except EventContractError as error:
@@ -255,9 +278,15 @@ class EventConsumer:
             effect = await handler(event, record)
         except EventContractError as error:  # valid JSON, but nothing this service can act on
             effect = Effect(emitted=self._poison(record, error))
-        except Exception:
-            await self._back_off(event)
-            raise
+        except Exception as error:
+            # Only a failure of the service itself brings the record back; anything else the handler
+            # raised is this record's (a bug, a state or catalog it no longer fits): redelivering it
+            # would fail again for ever and stop its partition.
+            if classify(error).redelivered:
+                await self._back_off(event)
+                raise
+            log.exception("handling %s raised; the record is dead-lettered", event.event_type)
+            effect = Effect(emitted=self._dead_letter(record, ErrorClass.INTERNAL, error))
         try:
             self.store.commit(key, effect.emitted, effect.write)
         except Exception:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from schemas.topics import dlq_topic
+from services.runtime.failures import describe
 from services.runtime.outbox import OutgoingRecord
 from services.runtime.records import ReceivedRecord
 
@@ -34,7 +35,7 @@ _MAX_MESSAGE = 500
 
 @dataclass(frozen=True)
 class Failure:
-    error_class: str  # "poison", "transient" or "protocol"
+    error_class: str  # an ErrorClass value: poison, transient, protocol, internal or signature
     exception: BaseException
     attempts: int = 1
     first_failure: datetime | None = None
@@ -51,17 +52,23 @@ def dead_letter(record: ReceivedRecord, failure: Failure, *, topic: str | None =
         ORIGINAL_TIMESTAMP: str(int(record.timestamp.timestamp() * 1000)),
         ORIGINAL_CONSUMER_GROUP: record.group_id,
         EXCEPTION_FQCN: f"{type(exc).__module__}.{type(exc).__qualname__}",
-        EXCEPTION_MESSAGE: str(exc)[:_MAX_MESSAGE],
+        EXCEPTION_MESSAGE: describe(exc, _MAX_MESSAGE),
         ERROR_CLASS: failure.error_class,
         ATTEMPTS: str(failure.attempts),
         FIRST_FAILURE: (failure.first_failure or now).isoformat(),
         LAST_FAILURE: now.isoformat(),
     }
-    # Context headers replace stale ones from an earlier dead-lettering of a replayed record.
-    headers = {k: v for k, v in record.headers.items() if not k.startswith("kafka_dlt-")} | context
+    # Context headers replace stale ones from an earlier dead-lettering of a replayed record; a header
+    # that was not UTF-8 is kept as it came.
+    kept = {
+        k: v
+        for k, v in record.headers.items()
+        if not k.startswith("kafka_dlt-") and k not in record.undecodable
+    }
     return OutgoingRecord(
         topic=topic or dlq_topic(record.topic),
         key=record.key or b"",
         value=record.value,
-        headers=headers,
+        headers=kept | context,
+        binary_headers=dict(record.undecodable),
     )

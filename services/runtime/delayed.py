@@ -5,6 +5,11 @@ back at once, a hot loop) and exposes no partition pause. Records on a tier topi
 delay, so they come due in offset order: pausing the partition at the first record that is not due
 yet, and resuming when it is, delays every record by its tier without blocking anything else — the
 main request topic has its own consumer and keeps flowing.
+
+A rebalance may take a partition away while a record of it is being handled (a slow agency past
+``max_poll_interval_ms`` is enough): seeking or pausing a partition this consumer no longer holds is
+skipped, since its new owner resumes from the last committed offset. Should the loop die anyway, the
+service shell restarts it (:func:`services.runtime.service.supervised`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from services.runtime import headers
 from services.runtime.offsets import BackgroundCommitter
@@ -43,8 +49,10 @@ class DelayedRetryConsumer:
         clock: Callable[[], float] = time.time,
         client_options: dict[str, Any] | None = None,
         watch: Callable[[AIOKafkaConsumer, str, Sequence[str]], None] | None = None,
+        unwatch: Callable[[AIOKafkaConsumer], None] | None = None,
     ) -> None:
-        """``watch`` is told of the consumer once it started (the consumer-lag gauge follows it)."""
+        """``watch`` is told of the consumer once it started (the consumer-lag gauge follows it), and
+        ``unwatch`` once it stopped."""
         self.bootstrap_servers = bootstrap_servers
         self.topics = list(topics)
         self.group_id = group_id
@@ -53,6 +61,7 @@ class DelayedRetryConsumer:
         self.client_options = client_options or {}
         self.paused_until: dict[TopicPartition, float] = {}
         self.watch = watch
+        self.unwatch = unwatch
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
         now = self.clock()
@@ -74,18 +83,22 @@ class DelayedRetryConsumer:
             record = ReceivedRecord.from_consumer_record(raw, self.group_id)
             due = due_at(record)
             if due > self.clock():
-                consumer.seek(partition, raw.offset)
-                consumer.pause(partition)
-                self.paused_until[partition] = due
+                if _holds(consumer, partition):
+                    consumer.seek(partition, raw.offset)
+                    consumer.pause(partition)
+                    self.paused_until[partition] = due
                 return
             try:
                 await self.process(record)
             except Exception:
                 log.exception("retry of %s@%d failed; it will run again", partition, raw.offset)
-                consumer.seek(partition, raw.offset)
+                if _holds(consumer, partition):
+                    consumer.seek(partition, raw.offset)
                 await asyncio.sleep(1.0)
                 return
             committer.mark(partition.topic, partition.partition, raw.offset)
+            if not _holds(consumer, partition):
+                return  # revoked while the record was handled: the rest of the batch is its new owner's
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -111,3 +124,15 @@ class DelayedRetryConsumer:
                 await committer.flush()
             with contextlib.suppress(Exception):
                 await consumer.stop()
+            self.paused_until.clear()
+            if self.unwatch is not None:
+                self.unwatch(consumer)
+
+
+def _holds(consumer: AIOKafkaConsumer, partition: TopicPartition) -> bool:
+    """Whether ``partition`` is still assigned to this consumer (a seek or pause of one that is not
+    raises ``IllegalStateError``)."""
+    try:
+        return partition in consumer.assignment()
+    except IllegalStateError:
+        return False

@@ -1,8 +1,10 @@
 """Dead letters for operators: list them, inspect one, replay a selection — the code behind
-``lienthong dlq`` (and, later, the supervision page's replay button).
+``lienthong dlq`` and the supervision page's replay button.
 
 A replay puts the original record back on the topic it failed on (a handoff that failed on a delay tier
 goes back to its agency's request topic), with the ``lienthong-replay-id`` header naming the dead letter.
+The replay id stays on the copies a failing replay sends through the delay tiers, so a replay always
+ends as a new outcome: completed, rejected, or dead-lettered again (a new dead letter, replayable).
 Each replay is recorded, keyed by that id, on the compacted ``dlq.replays`` topic: replaying the same
 dead letter again is skipped, and consumers dedupe a replayed delivery by that id as well.
 """

@@ -12,14 +12,22 @@ poison             EventContractError (unparseable, schema-     straight to the 
                    headers, oversized, wrong agency)
 protocol           AgencyProtocolError (a reply we cannot       dead letter: a human must look
                    read, a request the agency cannot accept)
-internal           anything else raised by an adapter (a bug)   dead letter, so that one bad record
-                                                                never blocks the agency's partition
+internal           anything else raised by an adapter or a      dead letter with its reason, so that
+                   handler (a bug, an answer that does not      one bad record never blocks its
+                   fit the outcome contract, a state that no    partition and is never handled twice
+                   longer validates)
+infrastructure     the service's own store failed (SQLite       not the record's fault: redelivered
+                   locked or out of disk: ``StoreUnavailable``, after a backoff, never dead-lettered
+                   ``sqlite3.OperationalError``, ``OSError``)
 =================  ===========================================  ===================================
 """
 
 from __future__ import annotations
 
+import sqlite3
 from enum import StrEnum
+
+from pydantic import ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.errors import EventContractError
@@ -31,10 +39,20 @@ class FailureClass(StrEnum):
     POISON = "poison"
     PROTOCOL = "protocol"
     INTERNAL = "internal"
+    INFRASTRUCTURE = "infrastructure"
 
     @property
     def retried(self) -> bool:
         return self is FailureClass.TRANSIENT
+
+    @property
+    def redelivered(self) -> bool:
+        """The record comes again (its offset is not committed) instead of being settled."""
+        return self is FailureClass.INFRASTRUCTURE
+
+
+class StoreUnavailable(Exception):
+    """A service's store cannot be used right now (raised by store implementations)."""
 
 
 _TABLE: tuple[tuple[type[BaseException], FailureClass], ...] = (
@@ -43,6 +61,10 @@ _TABLE: tuple[tuple[type[BaseException], FailureClass], ...] = (
     (AgencyRejected, FailureClass.BUSINESS),
     (EventContractError, FailureClass.POISON),
     (AgencyProtocolError, FailureClass.PROTOCOL),
+    (StoreUnavailable, FailureClass.INFRASTRUCTURE),
+    (sqlite3.OperationalError, FailureClass.INFRASTRUCTURE),
+    (OSError, FailureClass.INFRASTRUCTURE),
+    (MemoryError, FailureClass.INFRASTRUCTURE),
 )
 
 
@@ -51,3 +73,18 @@ def classify(error: BaseException) -> FailureClass:
         if isinstance(error, kind):
             return failure_class
     return FailureClass.INTERNAL
+
+
+def describe(error: BaseException, limit: int = 500) -> str:
+    """A failure's reason for a dead letter or a log, without the values it was given: a pydantic
+    ``ValidationError`` prints the offending input (maybe personal data), so only its locations and
+    messages are kept."""
+    if isinstance(error, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)
+        ]
+        text = f"{error.title} is invalid: " + "; ".join(parts)
+    else:
+        text = str(error) or type(error).__name__
+    return text[:limit]

@@ -1,4 +1,5 @@
-"""One place that builds the Kafka broker object every service and connector uses.
+"""One place that builds the Kafka clients every service and connector uses: the FastStream broker
+(subscribers, and the AsyncAPI document) and the outbox relay's producer.
 
 Producers are durable by default here (aiokafka's own defaults are ``acks=1`` and no idempotence):
 ``acks=all`` with the idempotent producer, so a retried send never writes a record twice.
@@ -6,6 +7,8 @@ Producers are durable by default here (aiokafka's own defaults are ``acks=1`` an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
@@ -13,8 +16,29 @@ from typing import Any, cast
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
-from services.runtime.outbox import OutgoingRecord, SendRecord
-from services.runtime.settings import KafkaSettings, faststream_security
+from services.runtime.metrics import METRICS, Service
+from services.runtime.outbox import Outbox, OutboxRelay, OutgoingRecord
+from services.runtime.settings import (
+    KafkaSettings,
+    ServiceSettings,
+    client_security_options,
+    faststream_security,
+)
+from services.runtime.tracing import TracedSender
+
+log = logging.getLogger(__name__)
+
+
+def producer_options(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """Keyword arguments of a durable aiokafka producer for the cluster ``settings`` describe."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.linger_ms,
+        **client_security_options(settings),
+    }
 
 
 def make_broker(
@@ -40,31 +64,76 @@ def make_broker(
     return KafkaBroker(settings.bootstrap_servers, **options)
 
 
-def kafka_sender(broker: KafkaBroker) -> SendRecord:
-    """Sends an outbox record without waiting: returns the future of Kafka's acknowledgement."""
+class RelaySender:
+    """The outbox relay's own aiokafka producer: sends a record and returns the future of Kafka's
+    acknowledgement; :meth:`reset` drops the producer and the next send starts a new one.
 
-    async def send(record: OutgoingRecord) -> Awaitable[object]:
-        producer = connected_producer(broker)
+    The relay owns this producer (rather than sending through the one FastStream connected) so that
+    it can replace it: aiokafka's producer fails every later send once it hit a fatal error (an
+    ``OutOfOrderSequenceNumber`` after a leader change, a producer fenced), and a producer that is
+    only ever retried never recovers. Under FastStream's in-memory test broker it publishes through
+    the broker instead."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str, broker: KafkaBroker | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.broker = broker
+        self.producers_started = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._starting: asyncio.Lock | None = None
+
+    async def __call__(self, record: OutgoingRecord) -> Awaitable[object]:
+        producer = self._producer or await self._start()
+        if producer is None:  # FastStream's test broker
+            assert self.broker is not None
+            future = await self.broker.publish(
+                record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
+            )
+            return cast("Awaitable[object]", future)
+        ack = await producer.send(record.topic, record.value, key=record.key, headers=record.kafka_headers())
+        return cast("Awaitable[object]", ack)
+
+    async def _start(self) -> AIOKafkaProducer | None:
+        if self.broker is not None and _under_test_broker(self.broker):
+            return None
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**producer_options(self.settings, f"{self.client_id}-outbox"))
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+                self.producers_started += 1
+        return self._producer
+
+    async def reset(self) -> None:
+        producer, self._producer = self._producer, None
         if producer is not None:
-            headers = [(name, value.encode()) for name, value in record.headers.items()]
-            ack = await producer.send(record.topic, record.value, key=record.key, headers=headers)
-            return cast("Awaitable[object]", ack)
-        future = await broker.publish(
-            record.value, record.topic, key=record.key, headers=record.headers, no_confirm=True
-        )
-        return cast("Awaitable[object]", future)
+            try:
+                async with asyncio.timeout(10):
+                    await producer.stop()
+            except Exception:  # a dead producer may not stop cleanly; it is dropped either way
+                log.debug("the relay's old producer did not stop cleanly", exc_info=True)
 
-    return send
+    async def close(self) -> None:
+        await self.reset()
 
 
-def connected_producer(broker: KafkaBroker) -> AIOKafkaProducer | None:
-    """The aiokafka producer FastStream connected, or None (not connected, or FastStream's test broker).
+def _under_test_broker(broker: KafkaBroker) -> bool:
+    from faststream.kafka.testing import FakeProducer
 
-    The outbox relay sends through it directly: its records are encoded and carry their own ids and
-    headers already, and FastStream's publish path around the send (middlewares, a correlation id, a
-    publish command per record) cost the relay more CPU than the send itself. FastStream keeps the
-    producer in private attributes; ``tests/integration`` checks that they are still found.
-    """
-    state = getattr(broker.config.producer, "_producer", None)
-    producer = getattr(state, "producer", None)
-    return producer if isinstance(producer, AIOKafkaProducer) else None
+    return isinstance(getattr(broker.config, "producer", None), FakeProducer)
+
+
+def outbox_relay(
+    outbox: Outbox, settings: ServiceSettings, *, client_id: str, broker: KafkaBroker, service: Service
+) -> OutboxRelay:
+    """The relay every service runs: its own producer, traced, reporting its backlog in metrics."""
+    sender = TracedSender(RelaySender(settings, client_id, broker), client_id)
+    return OutboxRelay(
+        outbox, sender, ack_timeout_s=settings.outbox_ack_timeout_s, gauges=METRICS.service(service)
+    )

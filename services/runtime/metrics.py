@@ -107,6 +107,8 @@ class RejectionKind(StrEnum):
     INVALID_FIELDS = "invalid_fields"  # contract or form validation failed
     UNKNOWN_PROCEDURE = "unknown_procedure"
     MISSING_IDEMPOTENCY_KEY = "missing_idempotency_key"
+    INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"  # too long, or not visible ASCII
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # not application/json
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"  # the key was used for a different dossier
 
 
@@ -240,6 +242,25 @@ OUTBOX_PENDING = _spec(
     ("service",),
     "Records written to the outbox and not yet acknowledged by Kafka.",
 )
+OUTBOX_OLDEST_AGE = _spec(
+    "lienthong_outbox_oldest_age_seconds",
+    _G,
+    ("service",),
+    "How long the oldest record in the outbox has waited for Kafka (0 when the outbox is empty).",
+)
+OUTBOX_PARKED = _spec(
+    "lienthong_outbox_parked_total",
+    _C,
+    ("service",),
+    "Outbox records Kafka will never accept (too large), moved aside so the records behind them go on.",
+)
+LOOP_RESTARTS = _spec(
+    "lienthong_background_loop_restarts_total",
+    _C,
+    ("service", "loop"),
+    "Background loops of a service (outbox relay, pollers, delay-tier consumers) that died and were "
+    "restarted.",
+)
 EVENTS_PROCESSED = _spec(
     "lienthong_events_processed_total",
     _C,
@@ -284,6 +305,13 @@ APOLOGY_SLIPS_DUE = _spec(
     "Open dossiers due within one working day: the center owes the citizen an apology slip "
     "(phiếu xin lỗi) and a new appointment.",
 )
+DOSSIERS_WAITING_TOO_LONG = _spec(
+    "lienthong_dossiers_waiting_too_long",
+    _G,
+    ("procedure",),
+    "Open dossiers paused on the citizen (a fee or tax to pay, a supplement) for longer than the "
+    "tracker's threshold: their deadline does not run, so nothing else flags them.",
+)
 DOSSIERS_CLOSED = _spec(
     "lienthong_dossiers_closed_total",
     _C,
@@ -309,6 +337,9 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     CIRCUIT_OPENED,
     CONSUMER_LAG,
     OUTBOX_PENDING,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PARKED,
+    LOOP_RESTARTS,
     EVENTS_PROCESSED,
     POISON_RECORDS,
     DOSSIERS_RECEIVED,
@@ -316,6 +347,7 @@ CATALOGUE: Final[tuple[MetricSpec, ...]] = (
     DOSSIERS,
     LEGS_OPEN,
     APOLOGY_SLIPS_DUE,
+    DOSSIERS_WAITING_TOO_LONG,
     DOSSIERS_CLOSED,
     ON_TIME_RATIO,
 )
@@ -402,11 +434,20 @@ class ServiceMetrics:
     """The series of one service process, bound once."""
 
     outbox_pending: Gauge
+    outbox_oldest_age: Gauge
+    outbox_parked: Counter
     poison_records: Counter
     events_processed: Mapping[str, Counter]  # by event type
 
     def processed(self, event_type: str) -> None:
         self.events_processed[event_type].inc()
+
+    def set_outbox(self, pending: int, oldest_age_s: float) -> None:
+        self.outbox_pending.set(pending)
+        self.outbox_oldest_age.set(oldest_age_s)
+
+    def parked(self) -> None:
+        self.outbox_parked.inc()
 
 
 @dataclass
@@ -424,6 +465,9 @@ class Metrics:
     circuit_opened: Counter
     consumer_lag: Gauge
     outbox_pending: Gauge
+    outbox_oldest_age: Gauge
+    outbox_parked: Counter
+    loop_restarts: Counter
     events_processed: Counter
     poison_records: Counter
     dossiers_received: Counter
@@ -431,6 +475,7 @@ class Metrics:
     dossiers: Gauge
     legs_open: Gauge
     apology_slips_due: Gauge
+    dossiers_waiting_too_long: Gauge
     dossiers_closed: Counter
     on_time_ratio: Gauge
     _handoffs: dict[tuple[str, str], HandoffMetrics] = field(default_factory=dict, repr=False)
@@ -479,6 +524,8 @@ class Metrics:
         if bound is None:
             bound = ServiceMetrics(
                 outbox_pending=self.outbox_pending.labels(name),
+                outbox_oldest_age=self.outbox_oldest_age.labels(name),
+                outbox_parked=self.outbox_parked.labels(name),
                 poison_records=self.poison_records.labels(name),
                 events_processed={
                     event_type: self.events_processed.labels(name, event_type) for event_type in EVENT_TYPES
@@ -492,6 +539,14 @@ class Metrics:
     def dead_lettered_without_agency(self, error_class: ErrorClass | str) -> None:
         """A dead letter from a topic of no agency (a core service's own input)."""
         self.dead_letters.labels(NO_AGENCY, ErrorClass(error_class).value).inc()
+
+    def loop_restarted(self, service: Service | str, loop: str) -> None:
+        """A background loop of ``service`` died and is being restarted."""
+        self.loop_restarts.labels(Service(service).value, _name_label(loop, "loop")).inc()
+
+    def prime_loops(self, service: Service | str, loops: Iterable[str]) -> None:
+        for loop in loops:
+            self.loop_restarts.labels(Service(service).value, _name_label(loop, "loop"))
 
     def set_consumer_lag(self, group: str, topic: str, records: int) -> None:
         """Set the lag of a consumer group on a topic (summed over this process's partitions)."""
@@ -516,6 +571,9 @@ class Metrics:
 
     def set_apology_slips_due(self, procedure: str, count: int) -> None:
         self.apology_slips_due.labels(procedure_label(procedure)).set(count)
+
+    def set_waiting_too_long(self, procedure: str, count: int) -> None:
+        self.dossiers_waiting_too_long.labels(procedure_label(procedure)).set(count)
 
     def set_on_time_ratio(self, scope: RatioScope | str, subject: str, ratio: float) -> None:
         scope = RatioScope(scope)
@@ -560,6 +618,7 @@ class Metrics:
             for dossier_state in DossierState:
                 self.dossiers.labels(code, dossier_state.value)
             self.apology_slips_due.labels(code)
+            self.dossiers_waiting_too_long.labels(code)
 
 
 def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
@@ -591,6 +650,9 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         circuit_opened=_counter(CIRCUIT_OPENED, registry),
         consumer_lag=_gauge(CONSUMER_LAG, registry),
         outbox_pending=_gauge(OUTBOX_PENDING, registry),
+        outbox_oldest_age=_gauge(OUTBOX_OLDEST_AGE, registry),
+        outbox_parked=_counter(OUTBOX_PARKED, registry),
+        loop_restarts=_counter(LOOP_RESTARTS, registry),
         events_processed=_counter(EVENTS_PROCESSED, registry),
         poison_records=_counter(POISON_RECORDS, registry),
         dossiers_received=_counter(DOSSIERS_RECEIVED, registry),
@@ -598,6 +660,7 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         dossiers=_gauge(DOSSIERS, registry),
         legs_open=_gauge(LEGS_OPEN, registry),
         apology_slips_due=_gauge(APOLOGY_SLIPS_DUE, registry),
+        dossiers_waiting_too_long=_gauge(DOSSIERS_WAITING_TOO_LONG, registry),
         dossiers_closed=_counter(DOSSIERS_CLOSED, registry),
         on_time_ratio=_gauge(ON_TIME_RATIO, registry),
     )

@@ -6,12 +6,16 @@ outbox relay, pollers, the consumer-lag monitor) and stops them in reverse order
 service the same way. Every service serves:
 
 - ``/health``: liveness (the process answers);
-- ``/ready``: 200 once the broker is started, Kafka answers and every consumer has its partitions from
-  its group; 503 otherwise (with the reason);
+- ``/ready``: 200 once the broker is started, Kafka answers, every consumer has its partitions from
+  its group and every background loop is running; 503 otherwise (with the reason);
 - ``/metrics``: prometheus-client's default registry — our ``lienthong_*`` catalogue (primed at
   start-up, so every known series exists at zero) and FastStream's message metrics
   (``KafkaPrometheusMiddleware``: counts, sizes and durations per topic);
 - ``/asyncapi.json``: the AsyncAPI document generated from the broker (services.runtime.asyncapi).
+
+Every background loop runs supervised (:func:`supervised`): one that dies is logged, counted in
+``lienthong_background_loop_restarts_total`` and restarted after a backoff (1 s, doubling up to 30 s,
+back to 1 s once it has run for a minute); while it waits, ``/ready`` says which loop is down.
 
 The shell adds the Prometheus middleware to the broker (and the OpenTelemetry one when tracing is
 on, services.runtime.tracing); ``make_broker`` needs not.
@@ -21,8 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -41,6 +48,61 @@ BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Hook = Callable[[], Awaitable[None]]
 
 PING_TIMEOUT_S = 2.0
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+HEALTHY_RUN_S = 60.0  # a loop that ran this long before dying starts its backoff afresh
+
+log = logging.getLogger(__name__)
+
+
+def loop_name(loop: BackgroundLoop) -> str:
+    """``OutboxRelay.run``, ``ConnectorHost.poll_loop``: what logs, metrics and readiness call a loop."""
+    owner = getattr(loop, "__self__", None)
+    name = getattr(loop, "__name__", "loop")
+    return f"{type(owner).__name__}.{name}" if owner is not None else name
+
+
+@dataclass
+class LoopHealth:
+    """What readiness knows of one supervised loop: ``down`` from its death until its restart."""
+
+    name: str
+    down: bool = False
+    deaths: int = 0
+    last_error: str = ""
+
+
+async def supervised(
+    loop: BackgroundLoop,
+    health: LoopHealth,
+    *,
+    on_death: Callable[[str], None] | None = None,
+    first_backoff_s: float = RESTART_FIRST_S,
+    max_backoff_s: float = RESTART_MAX_S,
+) -> None:
+    """Runs ``loop`` for ever: a loop that raises (or returns) is restarted after a backoff."""
+    backoff = first_backoff_s
+    while True:
+        started = time.monotonic()
+        health.down = False
+        try:
+            await loop()
+            error = "returned"
+            log.error("background loop %s returned; restarting it", health.name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as failure:
+            error = f"{type(failure).__name__}: {failure}"[:300]
+            log.exception("background loop %s died; restarting it in %.0f s", health.name, backoff)
+        health.down = True
+        health.deaths += 1
+        health.last_error = error
+        if on_death is not None:
+            on_death(health.name)
+        if time.monotonic() - started >= HEALTHY_RUN_S:
+            backoff = first_backoff_s
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)
 
 
 def prometheus_middleware(app_name: str, registry: CollectorRegistry = REGISTRY) -> KafkaPrometheusMiddleware:
@@ -77,16 +139,23 @@ def build_service_app(
     lag = LagMonitor(broker, interval_s=lag_interval_s)
     agency_list, procedure_list = list(agencies), list(procedures)
     all_loops = [*loops, lag.run]
+    health = [LoopHealth(loop_name(loop)) for loop in all_loops]
+
+    def died(loop: str) -> None:
+        if kind is not None:
+            METRICS.loop_restarted(kind, loop)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         METRICS.prime(service=kind, agencies=agency_list, procedures=procedure_list)
+        if kind is not None:
+            METRICS.prime_loops(kind, [h.name for h in health])
         for hook in on_startup:
             await hook()
         await broker.start()
         tasks = [
-            asyncio.create_task(loop(), name=f"{name}:{getattr(loop, '__name__', 'loop')}")
-            for loop in all_loops
+            asyncio.create_task(supervised(loop, state, on_death=died), name=f"{name}:{state.name}")
+            for loop, state in zip(all_loops, health, strict=True)
         ]
         app.state.ready = True
         try:
@@ -107,9 +176,10 @@ def build_service_app(
     app.state.service = name
     app.state.broker = broker
     app.state.lag = lag
+    app.state.loops = health
 
     @app.get("/health", tags=["operations"])
-    async def health() -> dict[str, str]:
+    async def liveness() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok", "service": name}
 
@@ -138,6 +208,11 @@ async def readiness(app: FastAPI, broker: KafkaBroker) -> tuple[str, str]:
     """``("ready", "ok")``, or ``("starting", why)`` / ``("not ready", why)``."""
     if not getattr(app.state, "ready", False):
         return "starting", "the broker is not started (starting or stopping)"
+    down = [h for h in getattr(app.state, "loops", ()) if h.down]
+    if down:
+        return "not ready", "; ".join(
+            f"background loop {h.name} is down (died {h.deaths} times; last: {h.last_error})" for h in down
+        )
     joined, reason = consumers_joined(broker)
     if not joined:
         return "starting", reason

@@ -30,6 +30,12 @@ class KafkaSettings(BaseSettings):
         description="Producer batching delay. Every hop pays it twice (send, then the ack the outbox waits"
         " for); the outbox relay already sends its backlog in one go, so a longer linger buys little.",
     )
+    local_stack: bool = Field(
+        default=False,
+        description="This process runs in the local stack (lienthong run, the tests), where topics kept"
+        " in one copy are expected; elsewhere a service warns at start about each such topic"
+        " (services.runtime.replication).",
+    )
     # Access to a secured cluster (see client_security_options); the local broker needs none of these.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How clients talk to Kafka; SASL_SSL for a real cluster."
@@ -52,6 +58,12 @@ class ServiceSettings(KafkaSettings):
     port: int = Field(default=8000)
     catalog_path: Path | None = Field(
         default=None, description="Procedure catalog YAML; the shipped one if unset."
+    )
+    outbox_ack_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for Kafka to acknowledge one batch of the outbox; past it the relay"
+        " starts over with a new producer.",
     )
 
 

@@ -1,8 +1,7 @@
 """The store every consumer shares: which events it processed, and its outbox, in one database.
 
 :meth:`ProcessingStore.commit` records an event as processed, runs the service's own writes and
-appends what it emits, in one transaction. SQLite by default; a PostgreSQL store implements the same
-protocol so that several instances of a service can share it.
+appends what it emits, in one transaction, in the service's SQLite database.
 
 A consumer commits the records of one poll as a group (:meth:`SqliteProcessingStore.grouped`): each
 record's commit is a savepoint, atomic on its own, and the group's transaction commits the moment the
@@ -116,6 +115,11 @@ class SqliteProcessingStore:
             _CURRENT_GROUP.reset(token)
             if self._open_group is group:
                 self.commit_group()
+            elif group.broken is None:
+                # No transaction of the group is open: what it holds is durable already, or it wrote
+                # nothing at all (every record a duplicate or skipped), and its marks still run.
+                for callback in group._take():
+                    callback()
         if group.broken is not None:
             raise group.broken
 

@@ -6,11 +6,15 @@ installed (``pip install 'lienthong[tracing]'``). Nothing here imports OpenTelem
 
 How one dossier stays one trace:
 
-- every Kafka publish and consume goes through :class:`KafkaTelemetryMiddleware`, which writes the
-  ``traceparent`` header on publish and continues it on consume;
-- events are published later by the outbox relay, outside the handler's span: the event envelope
-  carries its ``traceparent`` (``ce_traceparent`` header; an event inherits its cause's), and
-  :func:`traced_sender` publishes each record inside that context, so the hop stays in the trace;
+- FastStream's :class:`KafkaTelemetryMiddleware` wraps each poll of a subscriber; our consumers take a
+  poll as a batch, for which it starts a span of its own linked to each record's trace. So the runtime
+  handles each record inside a span of the record's own trace (:func:`handling`), continued from its
+  ``traceparent`` header;
+- events are published later by the outbox relay, outside the handler's span, through its own
+  producer (no middleware): the event envelope carries its ``traceparent`` (``ce_traceparent``
+  header; an event inherits its cause's), and :class:`TracedSender` opens a publish span in that
+  context and writes the span's W3C ``traceparent`` header on the record, which the consumer's
+  middleware continues;
 - intake starts the trace of a new dossier (:func:`start_trace`).
 """
 
@@ -19,16 +23,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from schemas.envelope import CE_TRACEPARENT
-from services.runtime.outbox import OutgoingRecord, SendRecord
+from services.runtime.outbox import OutgoingRecord, Sender, SendRecord
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 ENDPOINT_VARIABLE: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+TRACEPARENT: Final = "traceparent"  # the W3C header FastStream's telemetry middleware reads
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +123,62 @@ def continuing(traceparent: str) -> Iterator[None]:
         context.detach(token)
 
 
-def traced_sender(send: SendRecord) -> SendRecord:
-    """Wraps an outbox sender: each record is published inside the trace of the event it carries."""
+class TracedSender:
+    """Wraps the outbox relay's sender: with tracing on, each record carrying an envelope trace is
+    published inside a producer span of that trace, whose context the record carries on as its
+    ``traceparent`` header. With tracing off it adds nothing but one check per record."""
 
-    async def traced(record: OutgoingRecord) -> Awaitable[object]:
+    def __init__(self, send: Sender | SendRecord, service: str = "lienthong") -> None:
+        self.send = send
+        self.service = service
+
+    async def __call__(self, record: OutgoingRecord) -> Awaitable[object]:
         traceparent = record.headers.get(CE_TRACEPARENT)
-        if traceparent is None or not tracing_enabled():  # checked here: spares each record a context
-            return await send(record)
-        with continuing(traceparent):
-            return await send(record)
+        if not isinstance(traceparent, str) or not tracing_enabled():
+            return await self.send(record)
+        provider = tracer_provider(self.service)
+        if provider is None:
+            return await self.send(record)
+        from opentelemetry.trace import SpanKind
 
-    return traced
+        with continuing(traceparent):
+            tracer = provider.get_tracer("lienthong")
+            with tracer.start_as_current_span(f"{record.topic} publish", kind=SpanKind.PRODUCER):
+                headers = {**record.headers, TRACEPARENT: current_traceparent() or traceparent}
+                return await self.send(replace(record, headers=headers))
+
+    async def reset(self) -> None:
+        reset = getattr(self.send, "reset", None)
+        if reset is not None:
+            await reset()
+
+
+@contextlib.contextmanager
+def handling(topic: str, headers: Mapping[str, str], group_id: str, service: str) -> Iterator[None]:
+    """Runs the block inside a consumer span for one record, in the trace its ``traceparent`` (or its
+    envelope's ``ce_traceparent``) names; a record without one starts a trace of its own."""
+    provider = tracer_provider(service)
+    if provider is None:
+        yield
+        return
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = headers.get(TRACEPARENT) or headers.get(CE_TRACEPARENT)
+    context = TraceContextTextMapPropagator().extract({TRACEPARENT: parent}) if parent else None
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group_id,
+        "messaging.operation": "process",
+    }
+    tracer = provider.get_tracer("lienthong")
+    with tracer.start_as_current_span(
+        f"{topic} handle", context=context, kind=SpanKind.CONSUMER, attributes=attributes
+    ):
+        yield
+
+
+def traced_sender(send: Sender | SendRecord, service: str = "lienthong") -> TracedSender:
+    """:class:`TracedSender` around ``send``."""
+    return TracedSender(send, service)

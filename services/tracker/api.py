@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -10,7 +11,15 @@ from schemas.agencies import Agency
 from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
 from services.tracker.store import SqliteTrackerStore
-from services.tracker.views import Clock, DossierDetail, DossierPage, Stats, TrackerViews, utc_now
+from services.tracker.views import (
+    DEFAULT_WAITING_ALERT,
+    Clock,
+    DossierDetail,
+    DossierPage,
+    Stats,
+    TrackerViews,
+    utc_now,
+)
 
 MAX_PAGE = 500
 
@@ -21,8 +30,9 @@ def build_api(
     now: Clock = utc_now,
     *,
     calendar: WorkingCalendar | None = None,
+    waiting_alert: timedelta = DEFAULT_WAITING_ALERT,
 ) -> APIRouter:
-    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now)
+    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now, waiting_alert=waiting_alert)
     api = APIRouter(tags=["supervision"])
 
     # Handlers are async on purpose: they run on the event loop, like the consumer's writes, so the
@@ -45,6 +55,9 @@ def build_api(
         procedure: Annotated[str | None, Query(description="Procedure code.")] = None,
         overdue: Annotated[bool | None, Query(description="Past the statutory due date.")] = None,
         stuck: Annotated[bool | None, Query(description="A leg is dead-lettered.")] = None,
+        waiting_too_long: Annotated[
+            bool | None, Query(description="Paused on the citizen for longer than the alert threshold.")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> DossierPage:
@@ -55,6 +68,7 @@ def build_api(
             procedure=procedure,
             overdue=overdue,
             stuck=stuck,
+            waiting_too_long=waiting_too_long,
             limit=limit,
             offset=offset,
         )

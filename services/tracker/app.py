@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
@@ -18,12 +20,10 @@ from schemas.events import (
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
 from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import kafka_sender, make_broker
+from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import Service
-from services.runtime.outbox import OutboxRelay
 from services.runtime.service import build_service_app
 from services.runtime.settings import ServiceSettings
-from services.runtime.tracing import traced_sender
 from services.tracker import projection
 from services.tracker.api import build_api
 from services.tracker.gauges import counting_closures, refresh_loop
@@ -35,6 +35,12 @@ from services.tracker.views import Clock, TrackerViews, utc_now
 class TrackerSettings(ServiceSettings):
     port: int = Field(default=8002)
     gauges_interval_s: float = Field(default=5.0, description="How often the dossier gauges are refreshed.")
+    waiting_alert_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days a dossier may wait on the citizen (a fee to pay, clock paused) before it is"
+        " listed as waiting too long and lienthong_dossiers_waiting_too_long counts it.",
+    )
 
 
 def tracker_topics(prefix: str = "") -> list[str]:
@@ -49,7 +55,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
     catalog = load_catalog(settings.catalog_path)
     broker = make_broker(settings, client_id="tracker")
     # The tracker emits nothing of its own; the relay carries the runtime's dead letters of poison.
-    relay = OutboxRelay(store.outbox, traced_sender(kafka_sender(broker)))
+    relay = outbox_relay(store.outbox, settings, client_id="tracker", broker=broker, service=Service.TRACKER)
     consumer = EventConsumer(
         store=store,
         relay=relay,
@@ -67,7 +73,8 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         description="Every dossier event, handoff request and outcome, projected for supervision.",
     )
     calendar = default_calendar()
-    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now)
+    waiting_alert = timedelta(days=settings.waiting_alert_days)
+    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now, waiting_alert=waiting_alert)
 
     async def refresh_gauges() -> None:
         await refresh_loop(views, settings.gauges_interval_s)
@@ -81,11 +88,11 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         procedures=[p.code for p in catalog.procedures],
         loops=[relay.run, refresh_gauges],
     )
-    app.include_router(build_api(store, catalog, now, calendar=calendar))
+    app.include_router(build_api(store, catalog, now, calendar=calendar, waiting_alert=waiting_alert))
     # The supervision page for the center's staff (HTML), with its replay action.
     page = build_page(
         store, catalog, bootstrap_servers=settings.bootstrap_servers, topic_prefix=settings.topic_prefix,
-        now=now, calendar=calendar,
+        now=now, calendar=calendar, waiting_alert=waiting_alert,
     )  # fmt: skip
     app.include_router(page)
     app.mount(PAGE + "/static", StaticFiles(directory=STATIC), name="supervision-static")

@@ -2,8 +2,8 @@
 
 - A loop refreshes the gauges from the supervision views every few seconds, as of now (overdue and
   the apology slip depend on the clock, not only on events): ``lienthong_dossiers{procedure,state}``,
-  ``lienthong_legs_open{agency,state}``, ``lienthong_apology_slips_due{procedure}`` and
-  ``lienthong_on_time_ratio{scope,subject}``. Every catalog procedure and every agency is set on each
+  ``lienthong_legs_open{agency,state}``, ``lienthong_apology_slips_due{procedure}``,
+  ``lienthong_dossiers_waiting_too_long{procedure}`` and ``lienthong_on_time_ratio{scope,subject}``. Every catalog procedure and every agency is set on each
   refresh (0 included), so a count that drops to zero is seen as zero. A refresh evaluates the live
   dossiers and those written to since the last one (closed dossiers count from their kept tallies,
   see :mod:`services.tracker.tally`), a batch at a time, so the consumer is not held up.
@@ -49,6 +49,7 @@ class Snapshot:
     dossiers: dict[tuple[str, DossierState], int] = field(default_factory=lambda: defaultdict(int))
     legs: dict[tuple[str, LegState], int] = field(default_factory=lambda: defaultdict(int))
     apology_due: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    waiting_too_long: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     on_time_ratio: dict[tuple[RatioScope, str], float] = field(default_factory=dict)
 
 
@@ -80,6 +81,7 @@ def zeroed_snapshot(views: TrackerViews) -> Snapshot:
         for each in DossierState:
             shot.dossiers[(known, each)] = 0
         shot.apology_due[known] = 0
+        shot.waiting_too_long[known] = 0
     for agency in Agency:
         for leg_state in LegState:
             shot.legs[(agency.value, leg_state)] = 0
@@ -107,6 +109,7 @@ def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
         _count(shot.dossiers, code, states)
         if c["in_progress"]:
             shot.apology_due[code] = c["apology_due"]
+            shot.waiting_too_long[code] = c["waiting_too_long"]
         if c["closed"]:
             shot.on_time_ratio[(RatioScope.PROCEDURE, code)] = c["on_time"] / c["closed"]
     for agency_name, c in agencies.items():
@@ -139,6 +142,8 @@ def publish(shot: Snapshot, metrics: Metrics = METRICS) -> None:
         _set(metrics.set_legs_open, agency, leg_state, count)
     for code, count in shot.apology_due.items():
         _set(metrics.set_apology_slips_due, code, count)
+    for code, count in shot.waiting_too_long.items():
+        _set(metrics.set_waiting_too_long, code, count)
     for (scope, subject), ratio in shot.on_time_ratio.items():
         _set(metrics.set_on_time_ratio, scope, subject, ratio)
 

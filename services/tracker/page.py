@@ -1,7 +1,8 @@
 """The center's supervision page: server-rendered HTML on the tracker, in Vietnamese (``?lang=en``).
 
 Center staff see the dossiers by status and agency, the overdue ones and the ones whose apology slip is
-due (with the working days left), one dossier's timeline and legs, the on-time ratio per agency and
+due (with the working days left), those waiting on the citizen (a fee to pay) for longer than the
+threshold though their clock is paused, one dossier's timeline and legs, the on-time ratio per agency and
 procedure, and the stuck (dead-lettered) handoffs with a **replay** button. Replay calls the same code
 as ``lienthong dlq replay`` (:mod:`services.runtime.dlq`): it reads the dead letters, selects those of
 that dossier (the record key is the dossier id) and that agency, and replays them; ``dlq.replay``
@@ -14,7 +15,7 @@ page shows nothing else about the citizen.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
@@ -28,7 +29,7 @@ from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
 from services.runtime import dlq
 from services.tracker.store import SqliteTrackerStore
-from services.tracker.views import Clock, DossierSummary, TrackerViews, utc_now
+from services.tracker.views import DEFAULT_WAITING_ALERT, Clock, DossierSummary, TrackerViews, utc_now
 
 PAGE: Final = "/giam-sat"
 TEMPLATES: Final = Path(__file__).parent / "templates"
@@ -66,6 +67,11 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "stuck_handoffs": ("Chuyển giao bị kẹt (thư chết)", "Stuck handoffs (dead-lettered)"),
     "overdue_list": ("Hồ sơ trễ hạn", "Overdue dossiers"),
     "apology_list": ("Hồ sơ cần phiếu xin lỗi và hẹn lại", "Dossiers needing the apology slip"),
+    "waiting_list": (
+        "Hồ sơ chờ công dân quá lâu (đồng hồ tạm dừng)",
+        "Dossiers waiting on the citizen too long (clock paused)",
+    ),
+    "waiting_too_long": ("Chờ công dân quá lâu", "Waiting on citizen too long"),
     "all_dossiers": ("Danh sách hồ sơ", "Dossiers"),
     "dossier_code": ("Mã hồ sơ", "Dossier code"),
     "holder": ("Đang giữ", "Held by"),
@@ -184,9 +190,10 @@ def build_page(
     calendar: WorkingCalendar | None = None,
     replayer: Replayer | None = None,
     kafka_options: dict[str, Any] | None = None,
+    waiting_alert: timedelta = DEFAULT_WAITING_ALERT,
 ) -> APIRouter:
     """The page's routes: ``/`` (redirects), ``/giam-sat``, one dossier, and its replay action."""
-    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now)
+    views = TrackerViews(store.conn, catalog, calendar=calendar, now=now, waiting_alert=waiting_alert)
     env = _environment()
     options = dict(kafka_options or {})
 
@@ -247,6 +254,7 @@ def build_page(
         open_ones = views.dossiers(limit=LIST_LIMIT * 5).items
         overdue = [d for d in open_ones if d.overdue and not d.closed]
         apology = [d for d in open_ones if d.apology_due and not d.closed]
+        waiting = views.dossiers(waiting_too_long=True, limit=LIST_LIMIT).items
         listed = views.dossiers(status=status, agency=agency.value if agency else None, limit=LIST_LIMIT)
         return render(
             "overview.html",
@@ -255,6 +263,7 @@ def build_page(
             stuck_rows=stuck_rows,
             overdue=overdue,
             apology=apology,
+            waiting=waiting,
             listed=listed,
             selected_status=status,
             selected_agency=agency.value if agency else None,

@@ -13,7 +13,10 @@ Definitions the numbers use:
 - a leg's due date is its share of the deadline counted from its request (:class:`DeadlineClock` with
   the step's ``share_working_days``), extended by the dossier's pauses that fall after the request; a
   leg is **overdue** when open past its due date, or settled (completed or rejected) after it;
-- a dossier is **overdue** when its clock says so (closed ones: when they did not close on time).
+- a dossier is **overdue** when its clock says so (closed ones: when they did not close on time);
+- a dossier **waits too long** when it is not closed and its clock has been paused on the citizen (a
+  fee or tax to pay, a supplement) for longer than ``waiting_alert`` (30 days by default): its
+  deadline does not run, so nothing else would ever flag it.
 
 The statistics and the gauges count from tallies (:mod:`services.tracker.tally`): a closed dossier's
 is taken once, when it closes or changes; only the live dossiers are evaluated on each read.
@@ -26,7 +29,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 from typing import Final, Literal
 
@@ -54,6 +57,7 @@ _STORY_ORDER: Final = (
     " WHEN 'handoff.requested' THEN 2 WHEN 'dossier.status_changed' THEN 3 ELSE 4 END"
 )
 _LEG_ORDER: Final = "ORDER BY requested_at IS NULL, requested_at, step_id"
+DEFAULT_WAITING_ALERT: Final = timedelta(days=30)
 
 
 def utc_now() -> datetime:
@@ -126,6 +130,12 @@ class DossierSummary(BaseModel):
     paused: bool
     apology_due: bool = Field(description="The apology and new-date slip must be issued now.")
     apology_day: date | None = Field(description="The working day before the due date.")
+    waiting_since: datetime | None = Field(
+        description="Start of the pause on the citizen now open (a fee to pay, a supplement); null when none."
+    )
+    waiting_too_long: bool = Field(
+        description="Not closed and paused on the citizen for longer than the tracker's alert threshold."
+    )
     open_legs: int
     stuck: bool = Field(description="A leg is dead-lettered.")
     closed: bool
@@ -193,6 +203,7 @@ class Totals(BaseModel):
     overdue: int
     apology_due: int
     paused: int
+    waiting_too_long: int = Field(description="Dossiers paused on the citizen for longer than the threshold.")
     stuck_legs: int
     stuck_dossiers: int
     unknown_status: int = Field(description="Dossiers seen only through events that carry no status yet.")
@@ -240,6 +251,7 @@ class _Dossier:
         counts["overdue", ""] += in_progress and d.overdue
         counts["apology_due", ""] += d.apology_due
         counts["paused", ""] += in_progress and d.paused
+        counts["waiting_too_long", ""] += d.waiting_too_long
         counts["stuck_dossiers", ""] += d.stuck
         if d.procedure is not None:
             code = d.procedure.code
@@ -249,6 +261,7 @@ class _Dossier:
             # The gauges' states of an open dossier: overdue, else paused, else in progress.
             counts["procedure.paused_not_overdue", code] += in_progress and d.paused and not d.overdue
             counts["procedure.apology_due", code] += in_progress and d.apology_due
+            counts["procedure.waiting_too_long", code] += d.waiting_too_long
         for leg in self.legs:
             v, agency = leg.view, leg.view.agency
             counts["agency.legs", agency] += 1
@@ -301,11 +314,14 @@ class TrackerViews:
         *,
         calendar: WorkingCalendar | None = None,
         now: Clock = utc_now,
+        waiting_alert: timedelta = DEFAULT_WAITING_ALERT,
     ) -> None:
+        """``waiting_alert``: how long a dossier may wait on the citizen before it is listed."""
         self.conn = conn
         self.catalog = catalog
         self.calendar = calendar or default_calendar()
         self.now = now
+        self.waiting_alert = waiting_alert
         self._procedures = {p.code: p for p in catalog.procedures}
         self._rules: str | None = None
 
@@ -345,6 +361,7 @@ class TrackerViews:
         procedure: str | None = None,
         overdue: bool | None = None,
         stuck: bool | None = None,
+        waiting_too_long: bool | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> DossierPage:
@@ -365,6 +382,8 @@ class TrackerViews:
             found = [d for d in found if d.detail.overdue is overdue]
         if stuck is not None:
             found = [d for d in found if d.detail.stuck is stuck]
+        if waiting_too_long is not None:
+            found = [d for d in found if d.detail.waiting_too_long is waiting_too_long]
         found.sort(key=_urgency)
         page = found[offset : offset + limit]
         return DossierPage(total=len(found), limit=limit, offset=offset, items=[d.summary for d in page])
@@ -433,6 +452,7 @@ class TrackerViews:
                 overdue=total("overdue"),
                 apology_due=total("apology_due"),
                 paused=total("paused"),
+                waiting_too_long=total("waiting_too_long"),
                 stuck_legs=sum(n for (m, _), n in counts.items() if m == "agency.stuck"),
                 stuck_dossiers=total("stuck_dossiers"),
                 unknown_status=total("unknown_status"),
@@ -545,6 +565,8 @@ class TrackerViews:
         apology_day: date | None = None
         overdue = receipt_due is not None and as_of > receipt_due
         paused = any(p.start <= as_of and (p.end is None or as_of < p.end) for p in pauses)
+        waiting_since = next((p.start for p in pauses if p.end is None), None) if not closed else None
+        waiting_too_long = waiting_since is not None and live and now - waiting_since > self.waiting_alert
         apology_due = False
         if received_at is not None and procedure is not None:
             clock = DeadlineClock(received_at, procedure.deadline_working_days, pauses, self.calendar)
@@ -580,6 +602,8 @@ class TrackerViews:
             paused=paused,
             apology_due=apology_due,
             apology_day=apology_day,
+            waiting_since=waiting_since,
+            waiting_too_long=waiting_too_long,
             open_legs=sum(leg.open for leg in legs),
             stuck=any(leg.view.stuck for leg in legs),
             closed=closed,

@@ -18,8 +18,7 @@ from schemas.agencies import Agency
 from services.localkafka.choice import KafkaEndpoint
 from services.stack.stack import LocalStack
 from services.stack.traffic import Submitted, Traffic
-from tests.faults.test_outages_and_poison import SHORT_TIERS, assert_all_running, records
-from tests.stack_helpers import running_stack, sample_traffic
+from tests.stack_helpers import SHORT_TIERS, assert_all_running, records, running_stack, sample_traffic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

@@ -6,33 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.agencies import Agency
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
-from services.runtime import deadletter, dlq
+from services.runtime import deadletter
 from services.stack.stack import LocalStack
 from services.stack.traffic import Submitted, Traffic
 from tests.factories import dossier_received
-from tests.stack_helpers import running_stack, sample_traffic, tracker_detail, wait_for, wait_until_closed
+from tests.stack_helpers import (
+    SHORT_TIERS,
+    assert_all_running,
+    clear_faults,
+    dead_letters_of,
+    lienthong_dlq_replay,
+    records,
+    running_stack,
+    sample_traffic,
+    set_faults,
+    tracker_detail,
+    wait_for,
+    wait_until_closed,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
-
-SHORT_TIERS = {
-    "LIENTHONG_RETRY_DELAYS_S": "[1, 2, 3]",
-    "LIENTHONG_RETRY_WITHIN_S": "1",
-    "LIENTHONG_CALL_TIMEOUT_S": "2",
-    "LIENTHONG_CIRCUIT_COOLDOWN_S": "2",
-    "LIENTHONG_POLL_INTERVAL_S": "0.3",
-}
 
 
 @pytest.fixture(scope="module")
@@ -45,46 +47,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 async def traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
     async with sample_traffic(stack) as generator:
         yield generator
-
-
-async def set_faults(stack: LocalStack, agency: Agency, **faults: Any) -> None:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        answer = await http.put(f"{stack.sandbox_url(agency)}/_sandbox/faults", json=faults)
-        answer.raise_for_status()
-
-
-async def clear_faults(stack: LocalStack, agency: Agency) -> None:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        (await http.delete(f"{stack.sandbox_url(agency)}/_sandbox/faults")).raise_for_status()
-
-
-async def records(stack: LocalStack, agency: Agency, table: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        answer = await http.get(f"{stack.sandbox_url(agency)}/_sandbox/records/{table}")
-        answer.raise_for_status()
-        body = answer.json()
-        return body["records"] if isinstance(body, dict) else body  # type: ignore[no-any-return]
-
-
-async def dead_letters_of(stack: LocalStack, agency: str | None = None) -> list[dlq.DeadLetter]:
-    letters = await dlq.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
-    return dlq.select(letters, agency=agency)
-
-
-async def lienthong_dlq_replay(stack: LocalStack, *selection: str) -> subprocess.CompletedProcess[str]:
-    """`lienthong dlq replay`, exactly as an operator types it."""
-    command = [
-        sys.executable, "-m", "services.cli", "dlq", "replay", *selection,
-        "--bootstrap-servers", stack.bootstrap_servers, "--prefix", stack.topic_prefix,
-    ]  # fmt: skip
-    return await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def assert_all_running(stack: LocalStack) -> None:
-    crashed = [name for name, process in stack.processes.items() if not process.is_running()]
-    assert not crashed, f"crashed: {crashed}"
 
 
 async def test_outage_shorter_than_the_tiers_completes_everything_without_dead_letters(

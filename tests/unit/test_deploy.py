@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from schemas.agencies import Agency
+from services.runtime.settings import KafkaSettings
 from services.stack.stack import StackPorts, agency_url_variable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,9 +225,14 @@ def test_the_catalog_configmap_is_the_shipped_catalog_and_is_mounted(manifests: 
 
 def test_secrets_hold_the_kafka_sasl_credentials_and_keys(manifests: list[dict[str, Any]]) -> None:
     secrets = of_kind(manifests, "Secret")
-    assert {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SASL_MECHANISM"} <= set(
-        secrets["lienthong-kafka"]["stringData"]
-    )
+    kafka_secret = set(secrets["lienthong-kafka"]["stringData"])
+    read = {f"LIENTHONG_{name.upper()}" for name in KafkaSettings.model_fields}
+    assert kafka_secret <= read, f"names no service reads: {sorted(kafka_secret - read)}"
+    assert {
+        "LIENTHONG_SASL_USERNAME",
+        "LIENTHONG_SASL_PASSWORD",
+        "LIENTHONG_SECURITY_PROTOCOL",
+    } <= kafka_secret
     assert secrets["lienthong-keys"]["type"] == "Opaque"
     config = of_kind(manifests, "ConfigMap")["lienthong-config"]["data"]
     deployments = of_kind(manifests, "Deployment")

@@ -58,6 +58,9 @@ def _touch_everything(metrics: Metrics) -> None:
     for service in Service:
         bound = metrics.service(service)
         bound.outbox_pending.set(3)
+        bound.set_outbox(3, 12.5)
+        bound.parked()
+        metrics.loop_restarted(service, "OutboxRelay.run")
         bound.poison_records.inc()
         bound.processed(next(iter(EVENT_TYPES)))
     for agency, actions in AGENCY_ACTIONS.items():
@@ -79,6 +82,7 @@ def _touch_everything(metrics: Metrics) -> None:
     metrics.dossier_closed(codes[0], ClosedResult.COMPLETED, on_time=True)
     metrics.set_dossiers(codes[0], DossierState.OVERDUE, 2)
     metrics.set_apology_slips_due(codes[0], 1)
+    metrics.set_waiting_too_long(codes[0], 1)
     metrics.set_on_time_ratio(RatioScope.PROCEDURE, codes[0], 0.9)
 
 

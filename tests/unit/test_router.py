@@ -10,6 +10,7 @@ import pytest
 
 from schemas.catalog import load_catalog
 from schemas.envelope import Event
+from schemas.errors import EventContractError
 from schemas.events import (
     DossierClosed,
     DossierStatusChanged,
@@ -18,8 +19,8 @@ from schemas.events import (
 )
 from schemas.status import NationalStatus
 from schemas.workdays import default_calendar
-from services.router.handlers import RouterHandlers
-from services.router.store import SqliteRouterStore
+from services.router.handlers import CatalogMismatch, RouterHandlers, UnknownDossier
+from services.router.store import CorruptState, SqliteRouterStore
 from services.runtime.records import ReceivedRecord
 from tests.factories import dossier_received, of_type, outcome_for
 
@@ -160,6 +161,39 @@ async def test_restart_in_the_middle_of_a_route_resumes_where_it_stopped(router:
     }
 
 
-async def test_outcome_for_unknown_dossier_is_ignored(router: RouterHarness) -> None:
+async def test_outcome_for_unknown_dossier_is_refused_as_a_contract_error(router: RouterHarness) -> None:
+    """The consumer dead-letters a contract error with its reason (tests/faults check it on a real
+    broker); before, the router answered nothing and the outcome vanished."""
     other = requests(await RouterHarness(router.path.with_name("other.db")).feed(dossier_received(MARRIAGE)))
-    assert await router.feed(outcome_for(other["register_marriage"], "completed")) == []
+    with pytest.raises(UnknownDossier, match=r"no dossier .* is being routed"):
+        await router.feed(outcome_for(other["register_marriage"], "completed"))
+    assert isinstance(UnknownDossier("x"), EventContractError)
+
+
+async def test_outcome_of_a_step_the_catalog_no_longer_has_is_refused(router: RouterHarness) -> None:
+    received = dossier_received(MARRIAGE)
+    register = requests(await router.feed(received))["register_marriage"]
+    catalog = load_catalog()
+    marriage = catalog.procedure(MARRIAGE)
+    renamed = marriage.model_copy(
+        update={"route": [marriage.route[0].model_copy(update={"id": "register_union"})]}
+    )
+    changed = catalog.model_copy(
+        update={"procedures": [renamed if p.code == MARRIAGE else p for p in catalog.procedures]}
+    )
+    router.handlers = RouterHandlers(router.store, changed, default_calendar())
+    with pytest.raises(CatalogMismatch, match="no step 'register_marriage'"):
+        await router.feed(outcome_for(register, "completed"))
+
+
+async def test_stored_state_that_no_longer_validates_is_refused_with_its_reason(
+    router: RouterHarness,
+) -> None:
+    received = dossier_received(MARRIAGE)
+    register = requests(await router.feed(received))["register_marriage"]
+    router.store.conn.execute(
+        "UPDATE dossiers SET state = json_set(state, '$.status', 99) WHERE dossier_id = ?",
+        (str(received.dossier_id),),
+    )
+    with pytest.raises(CorruptState, match=r"stored state of dossier .* is invalid: .*status"):
+        await router.feed(outcome_for(register, "completed"))

@@ -3,6 +3,7 @@ tracker's closing counter counted once, and W3C trace context through FastStream
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +16,21 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from schemas.catalog import load_catalog
 from schemas.envelope import CE_TRACEPARENT
 from services.intake.app import IntakeSettings
 from services.intake.app import build_app as build_intake
-from services.runtime.metrics import build_metrics
+from services.runtime.metrics import Service, build_metrics
 from services.runtime.outbox import OutgoingRecord
-from services.runtime.service import instrument_broker
+from services.runtime.service import LoopHealth, build_service_app, instrument_broker, loop_name, supervised
 from services.runtime.tracing import traced_sender, use_tracer_provider
 from services.tracker import projection
 from services.tracker.gauges import counting_closures, publish, snapshot
 from services.tracker.store import SqliteTrackerStore
 from services.tracker.views import TrackerViews
+from tests.sandboxes.helpers import eventually
 from tests.unit.test_tracker import MONDAY_9AM, closed, local, receive
 
 LAND_TRANSFER = "9.900001"
@@ -149,3 +151,61 @@ def test_tracing_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     instrument_broker(broker, "test")
     names = {type(m).__name__ for m in broker.config.broker_middlewares}
     assert "KafkaPrometheusMiddleware" in names and "KafkaTelemetryMiddleware" not in names
+
+
+class Flaky:
+    """A background loop that dies on its first run (a partition revoked mid-record) and then stays up."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.release = asyncio.Event()
+
+    async def run(self) -> None:
+        self.runs += 1
+        if self.runs == 1:
+            raise RuntimeError("No current assignment for partition")
+        await self.release.wait()
+
+
+async def test_a_background_loop_that_dies_is_restarted_and_counted() -> None:
+    flaky = Flaky()
+    health = LoopHealth(loop_name(flaky.run))
+    deaths: list[str] = []
+    task = asyncio.create_task(supervised(flaky.run, health, on_death=deaths.append, first_backoff_s=0.01))
+    try:
+
+        async def restarted() -> bool:
+            return flaky.runs == 2 and not health.down
+
+        await eventually(restarted, within_s=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert health.name == "Flaky.run" and deaths == ["Flaky.run"] and health.deaths == 1
+    assert "No current assignment" in health.last_error
+
+
+async def test_readiness_names_a_background_loop_that_is_down_and_the_restart_is_in_metrics() -> None:
+    flaky = Flaky()
+    broker = KafkaBroker("127.0.0.1:1")
+    app = build_service_app("test", broker, kind=Service.CONNECTOR, loops=[flaky.run])
+    sample = ("lienthong_background_loop_restarts_total", {"service": "connector", "loop": "Flaky.run"})
+    before = REGISTRY.get_sample_value(*sample) or 0.0
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        TestKafkaBroker(broker),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+
+        async def down() -> bool:
+            answer = await http.get("/ready")
+            return answer.status_code == 503 and "Flaky.run is down" in answer.json()["reason"]
+
+        await eventually(down, within_s=5)
+
+        async def back() -> bool:
+            return (await http.get("/ready")).status_code == 200
+
+        await eventually(back, within_s=10)
+    assert REGISTRY.get_sample_value(*sample) == before + 1

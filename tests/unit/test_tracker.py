@@ -38,7 +38,9 @@ from services.runtime.records import ReceivedRecord
 from services.tracker import projection
 from services.tracker.api import build_api
 from services.tracker.app import TrackerSettings, build_app, tracker_topics
+from services.tracker.gauges import snapshot
 from services.tracker.store import SqliteTrackerStore
+from services.tracker.views import TrackerViews
 from tests.factories import dossier_received, example_form, outcome_for
 
 LAND_TRANSFER, BIRTH, MARRIAGE = "9.900001", "9.900003", "9.900005"
@@ -350,6 +352,34 @@ async def test_a_payment_pause_holds_the_clock_and_extends_the_due_date(tracker:
     assert resumed["status"]["code"] == 4 and resumed["holder"] == "land" and not resumed["paused"]
     assert resumed["due_on"] == "2026-12-16"
     assert resumed["due_at"] == "2026-12-16T10:00:00Z"
+
+
+async def test_a_dossier_waiting_on_the_citizen_past_the_threshold_is_listed_counted_and_gauged(
+    tracker: Tracker,
+) -> None:
+    """The clock is paused while the tax notice waits to be paid, so the dossier never goes overdue:
+    past 30 days of waiting (the default threshold) it is listed and counted all the same."""
+    received, events = land_transfer_story()
+    await tracker.feed(*events[:8])  # the tax notice issued Wed 2 Dec 10:00, clock paused
+    paused_at = local(12, 2, 10)
+
+    tracker.now = paused_at + timedelta(days=29)
+    detail = await tracker.dossier(received)
+    assert detail["paused"] and not detail["overdue"] and not detail["waiting_too_long"]
+    assert detail["waiting_since"] == "2026-12-02T03:00:00Z"
+    assert await tracker.ids(waiting_too_long=True) == set()
+
+    tracker.now = paused_at + timedelta(days=31)
+    detail = await tracker.dossier(received)
+    assert detail["waiting_too_long"] and not detail["overdue"]
+    assert await tracker.ids(waiting_too_long=True) == {str(received.dossier_id)}
+    assert (await tracker.get("/stats"))["totals"]["waiting_too_long"] == 1
+    views = TrackerViews(tracker.store.conn, CATALOG, now=lambda: tracker.now)
+    assert snapshot(views).waiting_too_long[LAND_TRANSFER] == 1
+
+    await tracker.feed(*events[8:11])  # paid at last: the clock runs again and nothing waits
+    assert await tracker.ids(waiting_too_long=True) == set()
+    assert snapshot(views).waiting_too_long[LAND_TRANSFER] == 0
 
 
 async def test_an_overdue_dossier_and_its_overdue_leg(tracker: Tracker) -> None:

@@ -66,6 +66,7 @@ def reference_snapshot(views: TrackerViews) -> Snapshot:
             )
             shot.dossiers[(code, state)] += 1
             shot.apology_due[code] += detail.apology_due
+            shot.waiting_too_long[code] += detail.waiting_too_long
         if code is not None and detail.closed:
             closed[code] += 1
             closed_on_time[code] += bool(detail.on_time)
