@@ -8,15 +8,21 @@ Partitions: the main flow topics have 6, so up to 6 consumers of one group share
 record is keyed by dossier id, so one dossier's events stay in order on one partition). Retry and
 dead-letter topics carry a small share of the traffic and order is not kept across a retry anyway,
 so 3 partitions are enough there and cost the broker less.
+
+Replication is a deployment choice, not part of a topic's declaration: :func:`choose_replication` is
+the one place that decides it (by default three copies, or one per broker on a smaller cluster, and
+``min.insync.replicas`` two, so that ``acks=all`` means a write survives the loss of one broker), and
+:func:`all_topics` stamps the choice on every topic.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.agencies import Agency
 
@@ -36,6 +42,55 @@ DLQ_RETENTION_MS: Final = 30 * _DAY_MS  # an operator has a month to inspect and
 # Long enough for a retry worker that is down over a weekend; the delays themselves are minutes.
 RETRY_RETENTION_MS: Final = 3 * _DAY_MS
 
+MAX_DEFAULT_REPLICATION_FACTOR: Final = 3
+MAX_DEFAULT_MIN_INSYNC_REPLICAS: Final = 2
+
+
+def default_replication_factor(brokers: int) -> int:
+    """Three copies of every record, or one per broker on a cluster of fewer than three."""
+    return max(1, min(MAX_DEFAULT_REPLICATION_FACTOR, brokers))
+
+
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must have a record before ``acks=all`` acknowledges it: 2 (1 without copies)."""
+    return max(1, min(MAX_DEFAULT_MIN_INSYNC_REPLICAS, replication_factor))
+
+
+class ReplicationError(ValueError):
+    """A replication that the cluster cannot give (the message is one sentence an operator acts on)."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many copies of each topic the cluster keeps, and how many must have a write (``acks=all``)."""
+
+    factor: int
+    min_insync: int
+
+
+def choose_replication(
+    brokers: int, replication_factor: int | None = None, min_insync_replicas: int | None = None
+) -> Replication:
+    """The replication of a deployment's topics on a cluster of ``brokers`` brokers: the requested
+    factor or :func:`default_replication_factor`, and the requested ``min.insync.replicas`` or
+    :func:`default_min_insync_replicas`. Raises :class:`ReplicationError` for one the cluster cannot give.
+    """
+    factor = default_replication_factor(brokers) if replication_factor is None else replication_factor
+    if factor < 1:
+        raise ReplicationError(f"The replication factor must be at least 1, not {factor}.")
+    if factor > brokers:
+        raise ReplicationError(
+            f"A replication factor of {factor} needs at least {factor} brokers, but the cluster has "
+            f"{brokers}: ask for {brokers} or fewer copies, or add brokers."
+        )
+    min_insync = default_min_insync_replicas(factor) if min_insync_replicas is None else min_insync_replicas
+    if not 1 <= min_insync <= factor:
+        raise ReplicationError(
+            f"min.insync.replicas must be between 1 and the replication factor ({factor}), not "
+            f"{min_insync}: with more, no write would ever be acknowledged."
+        )
+    return Replication(factor, min_insync)
+
 
 class CleanupPolicy(StrEnum):
     """Kafka ``cleanup.policy``."""
@@ -52,13 +107,43 @@ class TopicSpec(BaseModel):
     name: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(
+        default=None, ge=1, description="min.insync.replicas; None: min(2, replication_factor)."
+    )
     retention_ms: int = Field(ge=-1, description="retention.ms; -1 keeps records forever.")
     cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
     description: str
 
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> Self:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) exceeds the replication factor"
+                f" ({self.replication_factor}): no write would ever be acknowledged"
+            )
+        return self
+
+    @property
+    def min_insync(self) -> int:
+        """The ``min.insync.replicas`` the topic is created with."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return default_min_insync_replicas(self.replication_factor)
+
     def configs(self) -> dict[str, str]:
         """Topic-level configs to create the topic with."""
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy.value}
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy.value,
+            "min.insync.replicas": str(self.min_insync),
+        }
+
+    def replicated(self, replication: Replication) -> TopicSpec:
+        """This topic with ``replication`` (validated like any declaration)."""
+        return TopicSpec.model_validate(
+            self.model_dump()
+            | {"replication_factor": replication.factor, "min_insync_replicas": replication.min_insync}
+        )
 
 
 class RetryTier(BaseModel):
@@ -128,8 +213,9 @@ def agency_topics(agency: Agency | str, prefix: str = "") -> list[TopicSpec]:
     return specs
 
 
-def all_topics(prefix: str = "") -> list[TopicSpec]:
-    """Every topic of the bus, with ``prefix`` in front of each name."""
+def all_topics(prefix: str = "", replication: Replication | None = None) -> list[TopicSpec]:
+    """Every topic of the bus, with ``prefix`` in front of each name, and ``replication`` (see
+    :func:`choose_replication`; without it one copy, as on a single local broker)."""
     received = prefix + DOSSIER_RECEIVED
     outcome = prefix + HANDOFF_OUTCOME
     specs = [
@@ -153,4 +239,6 @@ def all_topics(prefix: str = "") -> list[TopicSpec]:
             description="The replay log: which dead letters an operator replayed, when and where to.",
         )
     )
+    if replication is not None:
+        specs = [spec.replicated(replication) for spec in specs]
     return specs

@@ -1,4 +1,4 @@
-"""``lienthong broker start|stop|status``: a local Apache Kafka broker without Docker."""
+"""``lienthong broker start|stop|status``: a local Apache Kafka broker (or small cluster) without Docker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import typer
 from services.localkafka import daemon
 from services.localkafka.errors import BrokerError
 
-app = typer.Typer(help="Run a local single-node Apache Kafka (KRaft) broker from Apache Kafka's own jars.")
+app = typer.Typer(
+    help="Run a local Apache Kafka (KRaft) broker, or a cluster of several (--nodes), from Apache Kafka's"
+    " own jars."
+)
 
 
 def _fail(error: BrokerError) -> None:
@@ -22,18 +25,33 @@ def start(
     port: int = typer.Option(daemon.DEFAULT_PORT, help="Client (PLAINTEXT) port on 127.0.0.1."),
     controller_port: int = typer.Option(daemon.DEFAULT_CONTROLLER_PORT, help="KRaft controller port."),
     fresh: bool = typer.Option(False, help="Delete the broker's data (all topics) before starting."),
+    nodes: int = typer.Option(
+        1,
+        "--nodes",
+        min=1,
+        help="Nodes of the cluster, each its own JVM (broker and controller); node i listens on"
+        " --port + 2(i-1), its controller on --controller-port + 2(i-1). Internal topics keep"
+        " min(3, nodes) copies.",
+    ),
 ) -> None:
     """Start the broker in the background (resolving its jars with Maven on first use)."""
     began = time.monotonic()
     try:
-        state = daemon.start(port=port, controller_port=controller_port, fresh=fresh)
+        state = daemon.start(port=port, controller_port=controller_port, fresh=fresh, nodes=nodes)
     except BrokerError as error:
         _fail(error)
         return
-    typer.echo(
-        f"Kafka {state.version} broker running (pid {state.pid}) at {state.bootstrap_servers} "
-        f"[{time.monotonic() - began:.1f} s]"
-    )
+    took = f"[{time.monotonic() - began:.1f} s]"
+    if state.size == 1:
+        typer.echo(
+            f"Kafka {state.version} broker running (pid {state.pid}) at {state.bootstrap_servers} {took}"
+        )
+    else:
+        pids = ", ".join(str(node.pid) for node in state.members)
+        typer.echo(
+            f"Kafka {state.version} cluster of {state.size} nodes running (pids {pids}) at "
+            f"{state.bootstrap_servers} {took}"
+        )
     typer.echo(f"export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap_servers}")
 
 
@@ -44,14 +62,34 @@ def status() -> None:
     if current.state is None:
         typer.echo("No local broker is running (start one with: lienthong broker start).")
         raise typer.Exit(1)
+    state = current.state
+    if state.size > 1:
+        _cluster_status(current, state)
+        return
     if current.running:
         typer.echo(
-            f"running: Kafka {current.state.version}, pid {current.state.pid}, "
-            f"bootstrap {current.state.bootstrap_servers}, answers metadata requests"
+            f"running: Kafka {state.version}, pid {state.pid}, "
+            f"bootstrap {state.bootstrap_servers}, answers metadata requests"
         )
         return
     why = "its process has ended" if not current.process_alive else "it does not answer metadata requests"
-    typer.echo(f"not running: pid {current.state.pid} at {current.state.bootstrap_servers}, {why}")
+    typer.echo(f"not running: pid {state.pid} at {state.bootstrap_servers}, {why}")
+    raise typer.Exit(1)
+
+
+def _cluster_status(current: daemon.BrokerStatus, state: daemon.BrokerState) -> None:
+    nodes = ", ".join(
+        f"node {node.node_id} pid {node.pid} {'up' if current.nodes_alive.get(node.node_id) else 'ended'}"
+        for node in state.members
+    )
+    brokers = f"reports {current.reported_brokers} of {state.size} brokers"
+    if current.running:
+        typer.echo(
+            f"running: Kafka {state.version}, {state.size} nodes ({nodes}), "
+            f"bootstrap {state.bootstrap_servers}, answers metadata requests, {brokers}"
+        )
+        return
+    typer.echo(f"not running: {nodes}; the cluster at {state.bootstrap_servers} {brokers}")
     raise typer.Exit(1)
 
 
@@ -59,7 +97,7 @@ def status() -> None:
 def stop(
     timeout: float = typer.Option(30.0, help="Seconds to wait for an orderly shutdown before SIGKILL."),
 ) -> None:
-    """Stop the broker (SIGTERM, then SIGKILL after the timeout)."""
+    """Stop the broker, every node of a cluster at once (SIGTERM, then SIGKILL after the timeout)."""
     try:
         stopped = daemon.stop(timeout=timeout)
     except BrokerError as error:

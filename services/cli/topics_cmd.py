@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import typer
 
-from schemas.topics import TopicSpec, all_topics
-from services.runtime.topics_admin import PlannedTopic, TopicCreationError, ensure_topics
+from schemas.topics import ReplicationError, TopicSpec, all_topics
+from services.runtime.topics_admin import PlannedTopic, TopicCreationError, ensure_declared_topics
 
 app = typer.Typer(help="Kafka topics of the bus: list the declared ones, create the missing ones.")
 
@@ -33,13 +33,20 @@ def human_duration(ms: int) -> str:
     return f"{ms}ms"
 
 
-def render_table(rows: Sequence[tuple[TopicSpec, str]]) -> str:
-    """A plain-text table of topics and their action."""
-    header = ("topic", "partitions", "retention", "cleanup", "action")
-    body = [
+def render_table(rows: Sequence[tuple[TopicSpec, str]], *, replication: bool = False) -> str:
+    """A plain-text table of topics and their action (with ``replication``, their replicas and
+    ``min.insync.replicas`` too)."""
+    header: tuple[str, ...] = ("topic", "partitions", "retention", "cleanup", "action")
+    body: list[tuple[str, ...]] = [
         (s.name, str(s.partitions), human_duration(s.retention_ms), s.cleanup_policy.value, action)
         for s, action in rows
     ]
+    if replication:
+        header = (*header[:2], "replicas", "min.isr", *header[2:])
+        body = [
+            (*row[:2], str(s.replication_factor), str(s.min_insync), *row[2:])
+            for row, (s, _) in zip(body, rows, strict=True)
+        ]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -52,8 +59,26 @@ def _bootstrap(value: str | None) -> str:
     return value or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
 
 
+def _action(planned: PlannedTopic) -> str:
+    if planned.under_replicated:
+        return f"{planned.action.value} (rf {planned.current_replication_factor})"
+    return planned.action.value
+
+
 def _rows(planned: Sequence[PlannedTopic]) -> list[tuple[TopicSpec, str]]:
-    return [(p.spec, p.action.value) for p in planned]
+    return [(p.spec, _action(p)) for p in planned]
+
+
+def under_replicated_report(planned: Sequence[PlannedTopic]) -> str:
+    """The warning about existing topics that keep fewer copies than requested ("" when none)."""
+    if not planned:
+        return ""
+    wanted = max(p.spec.replication_factor for p in planned)
+    names = ", ".join(f"{p.spec.name} ({p.current_replication_factor})" for p in planned)
+    return (
+        f"warning: {len(planned)} existing topics keep fewer than {wanted} copies and were left as they"
+        f" are (raising it is a partition reassignment, kafka-reassign-partitions.sh): {names}"
+    )
 
 
 @app.command("list")
@@ -67,17 +92,50 @@ def create(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be created."),
     bootstrap_servers: str | None = _BOOTSTRAP_OPTION,
     prefix: str = _PREFIX_OPTION,
+    replication_factor: int | None = typer.Option(
+        None,
+        "--replication-factor",
+        min=1,
+        help="Copies of each new topic (default: 3, or the number of brokers on a smaller cluster).",
+    ),
+    min_insync_replicas: int | None = typer.Option(
+        None,
+        "--min-insync-replicas",
+        min=1,
+        help="Copies that must have a write before acks=all acknowledges it (default: 2, 1 without copies).",
+    ),
 ) -> None:
-    """Create the declared topics the cluster lacks; existing topics are left untouched."""
+    """Create the declared topics the cluster lacks; existing topics are left untouched (those with
+    fewer copies than asked for are reported)."""
     bootstrap = _bootstrap(bootstrap_servers)
     try:
-        result = asyncio.run(ensure_topics(bootstrap, all_topics(prefix), dry_run=dry_run))
+        result = asyncio.run(
+            ensure_declared_topics(
+                bootstrap,
+                prefix,
+                replication_factor=replication_factor,
+                min_insync_replicas=min_insync_replicas,
+                dry_run=dry_run,
+            )
+        )
+    except ReplicationError as error:
+        typer.secho(str(error), fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
     except TopicCreationError as error:
         typer.secho(f"the broker refused some topics: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except Exception as error:  # connection failures surface as several aiokafka error types
         typer.secho(f"cannot reach Kafka at {bootstrap}: {error!r}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
-    typer.echo(render_table(_rows(result.topics)))
+    typer.echo(render_table(_rows(result.topics), replication=True))
     verb = "would create" if dry_run else "created"
     typer.echo(f"\n{verb} {len(result.created)}, already present {len(result.existing)} (at {bootstrap})")
+    if result.topics:
+        spec = result.topics[0].spec
+        typer.echo(
+            f"replication factor {spec.replication_factor}, min.insync.replicas {spec.min_insync}"
+            f" ({result.brokers} brokers)"
+        )
+    report = under_replicated_report(result.under_replicated)
+    if report:
+        typer.secho(report, fg=typer.colors.YELLOW, err=True)

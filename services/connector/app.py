@@ -115,9 +115,10 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         description=f"Carries handoffs to and from the {agency.value} agency system.",
         kind=Service.CONNECTOR,
         agencies=[agency],
-        loops=[relay.run, host.poll_loop, delayed.run],
+        loops=[relay.run, host.poll_loop, delayed.run, consumer.keep_polling],
         on_startup=[connector.start],
         on_shutdown=[connector.stop],
+        kafka=settings,
     )
     delayed.watch = app.state.lag.watch  # the delay tiers' lag is measured like the main topic's
     delayed.unwatch = app.state.lag.unwatch

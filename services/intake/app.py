@@ -311,6 +311,7 @@ def build_app(settings: IntakeSettings | None = None, *, now: Callable[[], datet
         kind=Service.INTAKE,
         procedures=[p.code for p in catalog.procedures],
         loops=[relay.run],
+        kafka=settings,
     )
     add_routes(app, intake, relay, now=now)
     return app

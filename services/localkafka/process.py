@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,12 +68,24 @@ def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 def terminate_pid(pid: int, timeout: float) -> None:
     """Like :func:`terminate` for a process this one did not start (a detached broker)."""
-    if not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
+    terminate_pids([pid], timeout)
+
+
+def terminate_pids(pids: Iterable[int], timeout: float) -> None:
+    """SIGTERM to every process at once (the nodes of a cluster shut down together), then SIGKILL to
+    those that have not ended within ``timeout`` seconds."""
+    alive = [pid for pid in pids if pid_alive(pid)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if pid_alive(pid)]
+        if alive:
+            time.sleep(0.1)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(pid_alive(pid) for pid in alive) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -71,5 +71,6 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
         broker,
         description="Walks every dossier through its procedure's route.",
         kind=Service.ROUTER,
-        loops=[relay.run],
+        loops=[relay.run, consumer.keep_polling],
+        kafka=settings,
     )

@@ -61,7 +61,9 @@ def make_broker(
         "log_level": logging.DEBUG,
     }
     options.update(overrides)
-    return KafkaBroker(settings.bootstrap_servers, **options)
+    # A list, not the comma-separated string: FastStream hands a string to aiokafka as one host.
+    servers = [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()]
+    return KafkaBroker(servers, **options)
 
 
 class RelaySender:

@@ -17,6 +17,9 @@ Every background loop runs supervised (:func:`supervised`): one that dies is log
 ``lienthong_background_loop_restarts_total`` and restarted after a backoff (1 s, doubling up to 30 s,
 back to 1 s once it has run for a minute); while it waits, ``/ready`` says which loop is down.
 
+Outside the local stack, a service given its Kafka settings checks at start that the cluster keeps
+its topics in more than one copy, and warns naming those it does not (:mod:`services.runtime.replication`).
+
 The shell adds the Prometheus middleware to the broker (and the OpenTelemetry one when tracing is
 on, services.runtime.tracing); ``make_broker`` needs not.
 """
@@ -42,6 +45,8 @@ from schemas.agencies import Agency
 from services.runtime.asyncapi import asyncapi_document
 from services.runtime.lag import LagMonitor, consumers_joined
 from services.runtime.metrics import METRICS, Service
+from services.runtime.replication import single_copy_topics
+from services.runtime.settings import KafkaSettings
 from services.runtime.tracing import telemetry_middleware
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
@@ -133,8 +138,10 @@ def build_service_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     lag_interval_s: float = 5.0,
+    kafka: KafkaSettings | None = None,
 ) -> FastAPI:
-    """``kind``, ``agencies`` and ``procedures`` say which ``lienthong_*`` series to prime at zero."""
+    """``kind``, ``agencies`` and ``procedures`` say which ``lienthong_*`` series to prime at zero;
+    ``kafka``, the cluster whose replication of the service's topics is checked at start."""
     instrument_broker(broker, name)
     lag = LagMonitor(broker, interval_s=lag_interval_s)
     agency_list, procedure_list = list(agencies), list(procedures)
@@ -153,10 +160,13 @@ def build_service_app(
         for hook in on_startup:
             await hook()
         await broker.start()
-        tasks = [
+        tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(supervised(loop, state, on_death=died), name=f"{name}:{state.name}")
             for loop, state in zip(all_loops, health, strict=True)
         ]
+        if kafka is not None:  # a warning in the log at most; it never holds the start up
+            topics = [c["address"] for c in asyncapi_document(broker, name)["channels"].values()]
+            tasks.append(asyncio.create_task(single_copy_topics(kafka, topics), name=f"{name}:replication"))
         app.state.ready = True
         try:
             yield

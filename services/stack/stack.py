@@ -1,7 +1,8 @@
 """The whole bus on one machine: the agency sandboxes and every service, each its own process.
 
 ``lienthong run`` and the end-to-end tests start exactly this, so the tests prove what a newcomer runs.
-Kafka is given (a local broker, a testcontainer or a configured cluster); the stack creates its topics.
+Kafka is given (a local broker, a testcontainer or a configured cluster); the stack creates its topics,
+with as many copies as ``lienthong topics create`` would make on that cluster (one on a single broker).
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.agencies import Agency
-from schemas.topics import all_topics
 from services.localkafka.process import free_port
 from services.runtime.keys import ensure_key, private_key_path
 from services.runtime.processes import ManagedProcess
-from services.runtime.topics_admin import ensure_topics
+from services.runtime.topics_admin import ensure_declared_topics
 
 HOST = "127.0.0.1"
 DEFAULT_AGENCIES: tuple[Agency, ...] = tuple(Agency)  # every agency has a connector and a sandbox
@@ -102,6 +102,7 @@ class LocalStack:
             "LIENTHONG_HOST": HOST,
             "LIENTHONG_PORT": str(port),
             "LIENTHONG_TRUST_STORE": str(self.trust_store),
+            "LIENTHONG_LOCAL_STACK": "1",  # topics kept in one copy are expected here: no warning
             **{agency_url_variable(a): self.sandbox_url(a) for a in self.agencies},
             **self.service_env,
             **extra,
@@ -148,7 +149,7 @@ class LocalStack:
     def start(self, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "agencies").mkdir(parents=True, exist_ok=True)
-        asyncio.run(ensure_topics(self.bootstrap_servers, all_topics(self.topic_prefix)))
+        asyncio.run(ensure_declared_topics(self.bootstrap_servers, self.topic_prefix))
         self._define()
         try:
             for process in self.processes.values():

@@ -86,7 +86,8 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         kind=Service.TRACKER,
         agencies=list(Agency),
         procedures=[p.code for p in catalog.procedures],
-        loops=[relay.run, refresh_gauges],
+        loops=[relay.run, refresh_gauges, consumer.keep_polling],
+        kafka=settings,
     )
     app.include_router(build_api(store, catalog, now, calendar=calendar, waiting_alert=waiting_alert))
     # The supervision page for the center's staff (HTML), with its replay action.

@@ -48,9 +48,24 @@ def test_topics_create_command_prints_what_it_did(kafka_bootstrap: str, topic_pr
     row = next(
         line for line in first.output.splitlines() if line.startswith(f"{topic_prefix}dossier.received ")
     )
-    assert row.split()[1:] == ["6", "14d", "delete", "create"]
+    assert row.split()[1:] == ["6", "1", "1", "14d", "delete", "create"]
     assert f"created {total}, already present 0" in first.output
+    assert "replication factor 1, min.insync.replicas 1 (1 brokers)" in first.output
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     assert f"created 0, already present {total}" in second.output
+
+
+def test_more_copies_than_the_cluster_has_brokers_is_refused_in_one_sentence(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    args = ["create", "--bootstrap-servers", kafka_bootstrap, "--prefix", topic_prefix]
+    refused = CliRunner().invoke(app, [*args, "--replication-factor", "3"])
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (
+        "A replication factor of 3 needs at least 3 brokers, but the cluster has 1: ask for 1 or fewer"
+        " copies, or add brokers."
+    )
+    listed = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert f"would create {len(all_topics())}, already present 0" in listed.output, "nothing was created"

@@ -11,13 +11,17 @@ from schemas.agencies import Agency
 from schemas.topics import (
     RETRY_TIERS,
     CleanupPolicy,
+    Replication,
+    ReplicationError,
+    TopicSpec,
     all_topics,
+    choose_replication,
     dlq_topic,
     requests_topic,
     retry_topic,
 )
-from services.cli.topics_cmd import app, human_duration
-from services.runtime.topics_admin import TopicAction, plan_topics
+from services.cli.topics_cmd import app, human_duration, render_table, under_replicated_report
+from services.runtime.topics_admin import TopicAction, plan_topics, replication_factors
 
 DAY_MS = 86_400_000
 
@@ -83,7 +87,92 @@ def test_dossier_topics_and_their_dead_letters() -> None:
     assert specs["dossier.received"].configs() == {
         "retention.ms": str(14 * DAY_MS),
         "cleanup.policy": "delete",
+        "min.insync.replicas": "1",
     }
+
+
+@pytest.mark.parametrize(
+    ("brokers", "expected"),
+    [(1, Replication(1, 1)), (2, Replication(2, 2)), (3, Replication(3, 2)), (7, Replication(3, 2))],
+)
+def test_default_replication_is_three_copies_two_in_sync_or_what_the_cluster_has(
+    brokers: int, expected: Replication
+) -> None:
+    assert choose_replication(brokers) == expected
+
+
+def test_requested_replication_overrides_the_default() -> None:
+    assert choose_replication(5, 5) == Replication(5, 2)
+    assert choose_replication(3, 3, 3) == Replication(3, 3)
+    assert choose_replication(3, 2, 1) == Replication(2, 1)
+
+
+def test_more_copies_than_brokers_is_one_clear_sentence() -> None:
+    with pytest.raises(ReplicationError) as refused:
+        choose_replication(1, 3)
+    message = str(refused.value)
+    assert message == (
+        "A replication factor of 3 needs at least 3 brokers, but the cluster has 1: ask for 1 or fewer"
+        " copies, or add brokers."
+    )
+    with pytest.raises(ReplicationError, match=r"min\.insync\.replicas must be between 1 and the"):
+        choose_replication(3, 2, 3)
+    with pytest.raises(ReplicationError, match="at least 1"):
+        choose_replication(3, 0)
+
+
+def test_replication_is_stamped_on_every_topic() -> None:
+    specs = all_topics("p.", choose_replication(3))
+    assert {(s.replication_factor, s.min_insync) for s in specs} == {(3, 2)}
+    assert all(s.configs()["min.insync.replicas"] == "2" for s in specs)
+    assert [s.name for s in specs] == [s.name for s in all_topics("p.")]
+    assert {s.replication_factor for s in all_topics("p.")} == {1}, "one copy unless chosen"
+
+
+def test_a_topic_declared_with_more_in_sync_replicas_than_copies_is_refused() -> None:
+    with pytest.raises(ValueError, match="exceeds the replication factor"):
+        TopicSpec(
+            name="x",
+            partitions=1,
+            replication_factor=2,
+            min_insync_replicas=3,
+            retention_ms=1,
+            description="x",
+        )
+    assert (
+        TopicSpec(name="x", partitions=1, replication_factor=3, retention_ms=1, description="x").min_insync
+        == 2
+    )
+
+
+def test_plan_reports_existing_topics_with_fewer_copies() -> None:
+    specs = all_topics("p.", choose_replication(3))
+    plan = plan_topics(specs, {"p.dossier.received": 1, "p.dossier.status": 3}, brokers=3)
+    [short] = plan.under_replicated
+    assert (short.spec.name, short.current_replication_factor, short.action) == (
+        "p.dossier.received",
+        1,
+        TopicAction.EXISTS,
+    )
+    assert len(plan.created) == len(specs) - 2
+    report = under_replicated_report(plan.under_replicated)
+    assert "1 existing topics keep fewer than 3 copies" in report
+    assert "p.dossier.received (1)" in report
+    table = render_table([(t.spec, t.action.value) for t in plan.topics], replication=True)
+    assert table.splitlines()[0].split() == [
+        "topic", "partitions", "replicas", "min.isr", "retention", "cleanup", "action",
+    ]  # fmt: skip
+    row = next(line for line in table.splitlines() if line.startswith("p.dossier.status "))
+    assert row.split()[1:] == ["6", "3", "2", "14d", "delete", "exists"]
+
+
+def test_replication_factor_of_a_topic_is_its_fewest_replicas() -> None:
+    metadata = [
+        {"error_code": 0, "topic": "a", "partitions": [{"replicas": [1, 2, 3]}, {"replicas": [2, 3]}]},
+        {"error_code": 0, "topic": "b", "partitions": [{"replicas": [1]}]},
+        {"error_code": 3, "topic": "gone", "partitions": []},
+    ]
+    assert replication_factors(metadata) == {"a": 2, "b": 1}
 
 
 def test_plan_creates_only_missing_topics() -> None:
