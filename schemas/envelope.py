@@ -1,13 +1,18 @@
 """The envelope every event carries, and how it maps onto a Kafka record.
 
-A Kafka record for an event is:
+A Kafka record for an event follows the CloudEvents Kafka protocol binding in *binary content mode*,
+so a CloudEvents SDK reads our events and writes events we read:
 
 - key: the dossier id (``str(dossier_id)`` in UTF-8), so one dossier's events stay in order;
-- value: the event model as JSON (envelope fields plus ``data``);
-- headers: the envelope again, as CloudEvents Kafka *binary-mode* headers (``ce_id``, ``ce_type``,
-  ...), so routers, dead-letter tools and tracing can read it without parsing the value.
+- value: the event's ``data`` alone, as JSON (``content-type: application/json``);
+- headers: the envelope, one ``ce_`` header per attribute — the spec's ``ce_specversion``, ``ce_id``,
+  ``ce_source`` (the producer), ``ce_type``, ``ce_time``, ``ce_subject`` (the dossier id), and our
+  extensions ``ce_schemaversion``, ``ce_correlationid``, ``ce_causationid``, ``ce_traceparent`` (the
+  CloudEvents distributed-tracing extension), ``ce_signature`` and ``ce_keyid``.
 
-The value is the source of truth; :func:`schemas.events.parse_event` checks that the headers agree.
+Records written before (the whole event model as the value, the same headers beside it) are still
+read, for as long as topics retain them: :func:`schemas.events.parse_event` tells the two apart and
+checks, for the old form, that the headers agree with the value.
 """
 
 from __future__ import annotations
@@ -154,6 +159,8 @@ CE_SCHEMAVERSION: Final = "ce_schemaversion"
 CE_CORRELATIONID: Final = "ce_correlationid"
 CE_CAUSATIONID: Final = "ce_causationid"
 CE_TRACEPARENT: Final = "ce_traceparent"
+CE_SIGNATURE: Final = "ce_signature"
+CE_KEYID: Final = "ce_keyid"
 CONTENT_TYPE: Final = "content-type"
 SPECVERSION: Final = "1.0"
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -203,12 +210,15 @@ def event_key(event: Event) -> bytes:
 
 
 def event_value(event: Event) -> bytes:
-    """The Kafka record value of an event: the model as JSON."""
-    return event.model_dump_json().encode()
+    """The Kafka record value of an event: its ``data`` as JSON (binary content mode)."""
+    data = getattr(event, "data", None)
+    if not isinstance(data, BaseModel):
+        raise TypeError(f"{type(event).__name__} has no data to send")
+    return data.model_dump_json().encode()
 
 
 def event_headers(event: Event) -> dict[str, str]:
-    """CloudEvents binary-mode headers mirroring the event's envelope."""
+    """CloudEvents binary-mode headers: the event's envelope, attribute by attribute."""
     headers = {
         CE_SPECVERSION: SPECVERSION,
         CE_ID: str(event.event_id),
@@ -224,14 +234,34 @@ def event_headers(event: Event) -> dict[str, str]:
         headers[CE_CAUSATIONID] = str(event.causation_id)
     if event.traceparent is not None:
         headers[CE_TRACEPARENT] = event.traceparent
+    if event.signature is not None and event.key_id is not None:
+        headers[CE_SIGNATURE] = event.signature
+        headers[CE_KEYID] = event.key_id
     return headers
 
 
-def envelope_matches(event: Event, headers: Mapping[str, bytes | str]) -> bool:
-    """Whether ``headers`` hold, value for value, the CloudEvents headers :func:`event_headers` writes
-    for ``event``. Such headers are valid and agree with the event, so a consumer need not validate
-    them again; any others go through :func:`envelope_from_headers`."""
-    return all(headers.get(name) == value for name, value in event_headers(event).items())
+# Header of each envelope field in binary content mode; required ones first.
+BINARY_REQUIRED: Final[dict[str, str]] = {
+    "event_id": CE_ID,
+    "event_type": CE_TYPE,
+    "schema_version": CE_SCHEMAVERSION,
+    "occurred_at": CE_TIME,
+    "producer": CE_SOURCE,
+    "dossier_id": CE_SUBJECT,
+    "correlation_id": CE_CORRELATIONID,
+}
+BINARY_OPTIONAL: Final[dict[str, str]] = {
+    "causation_id": CE_CAUSATIONID,
+    "traceparent": CE_TRACEPARENT,
+    "signature": CE_SIGNATURE,
+    "key_id": CE_KEYID,
+}
+
+
+def header_text(headers: Mapping[str, bytes | str], name: str) -> str | None:
+    """A header's value as text (None when absent); InvalidHeader when it is not UTF-8."""
+    value = headers.get(name)
+    return None if value is None else _decode(name, value)
 
 
 def kafka_headers(event: Event) -> list[tuple[str, bytes]]:

@@ -6,6 +6,7 @@ command-like event: it asks one agency connector to do one step (a "leg") of a d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
@@ -23,9 +24,24 @@ from pydantic import (
 from pydantic_core import from_json
 
 from schemas.agencies import Agency, is_known_action
-from schemas.envelope import CE_ID, CE_SCHEMAVERSION, CE_SUBJECT, CE_TYPE, Event
+from schemas.envelope import (
+    BINARY_OPTIONAL,
+    BINARY_REQUIRED,
+    CE_ID,
+    CE_SCHEMAVERSION,
+    CE_SPECVERSION,
+    CE_SUBJECT,
+    CE_TYPE,
+    CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    SPECVERSION,
+    Event,
+    envelope_from_headers,
+    header_text,
+)
 from schemas.errors import (
     InvalidHeader,
+    MissingHeader,
     SchemaViolation,
     UnknownEventType,
     UnparseableEvent,
@@ -444,35 +460,91 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
 
 
 def parse_event(raw: bytes | bytearray | str, headers: Mapping[str, bytes | str] | None = None) -> Event:
-    """Read an event from a Kafka record value (and, when given, check its headers agree).
+    """Read an event from a Kafka record: binary content mode (the value is ``data``, the envelope is
+    in the ``ce_`` headers, see :mod:`schemas.envelope`), or the form written before (the value is the
+    whole event; when headers are given, they must agree with it).
 
     Raises (all poison, see :mod:`schemas.errors`): :class:`UnparseableEvent`,
     :class:`UnknownEventType`, :class:`UnsupportedSchemaVersion`, :class:`SchemaViolation`,
-    :class:`InvalidHeader`.
+    :class:`MissingHeader`, :class:`InvalidHeader`.
     """
     try:
         document = from_json(raw)
     except ValueError as error:
+        _name_a_bad_envelope(headers)
         raise UnparseableEvent(f"event is not valid JSON: {error}") from None
     if not isinstance(document, dict):
+        _name_a_bad_envelope(headers)
         raise UnparseableEvent(f"event must be a JSON object, got {type(document).__name__}")
+    if "event_type" in document and "data" in document:  # the whole event: the form written before
+        return _parse_whole(raw, document, headers)
+    if headers is None:
+        raise UnparseableEvent("a record value that is an event's data needs its CloudEvents headers")
+    return _parse_binary(raw, headers)
 
-    event_type = document.get("event_type")
+
+def _name_a_bad_envelope(headers: Mapping[str, bytes | str] | None) -> None:
+    """A record whose value cannot be read: its headers' own faults are named first (they say what
+    the record claims to be, and are read without the value)."""
+    if headers is not None and CE_SPECVERSION in headers:
+        envelope_from_headers(headers)
+    elif headers is not None:
+        raise MissingHeader(CE_SPECVERSION)
+
+
+def _model_of(event_type: object, version: object) -> type[Event]:
     if not isinstance(event_type, str) or event_type not in EVENT_VERSIONS:
         raise UnknownEventType(event_type)
     versions = EVENT_VERSIONS[event_type]
-    version = document.get("schema_version")
     model = versions.get(version) if isinstance(version, int) and not isinstance(version, bool) else None
     if model is None:
         raise UnsupportedSchemaVersion(event_type, version, sorted(versions))
+    return model
 
+
+def _parse_whole(raw: bytes | bytearray | str, document: dict[str, Any], headers: Any) -> Event:
+    event_type = document.get("event_type")
+    model = _model_of(event_type, document.get("schema_version"))
     try:
         event = model.model_validate_json(raw)
     except ValidationError as error:
-        raise SchemaViolation.from_validation_error(event_type, error) from None
+        raise SchemaViolation.from_validation_error(str(event_type), error) from None
     if headers is not None:
         _check_headers_agree(event, headers)
     return event
+
+
+def _parse_binary(raw: bytes | bytearray | str, headers: Mapping[str, bytes | str]) -> Event:
+    specversion = header_text(headers, CE_SPECVERSION)
+    if specversion is None:
+        raise MissingHeader(CE_SPECVERSION)
+    if specversion != SPECVERSION:
+        raise InvalidHeader(CE_SPECVERSION, f"expected {SPECVERSION!r}")
+    content_type = header_text(headers, CONTENT_TYPE) or JSON_CONTENT_TYPE
+    if content_type.split(";")[0].strip() != JSON_CONTENT_TYPE:
+        raise InvalidHeader(CONTENT_TYPE, f"expected {JSON_CONTENT_TYPE!r}, got {content_type!r}")
+    envelope: dict[str, object] = {}
+    for field, name in BINARY_REQUIRED.items():
+        text = header_text(headers, name)
+        if text is None:
+            raise MissingHeader(name)
+        envelope[field] = text
+    for field, name in BINARY_OPTIONAL.items():
+        text = header_text(headers, name)
+        if text is not None:
+            envelope[field] = text
+    version = str(envelope["schema_version"])
+    envelope["schema_version"] = int(version) if version.isdigit() else version
+    event_type = envelope["event_type"]
+    model = _model_of(event_type, envelope["schema_version"])
+    # The data goes in as it came: spliced into the envelope's JSON, not parsed and written again.
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    whole = json.dumps(envelope, separators=(",", ":")).encode()[:-1] + b',"data":' + data + b"}"
+    try:
+        return model.model_validate_json(whole)
+    except ValidationError as error:
+        envelope_from_headers(headers)  # a header that holds a bad value is reported by its name
+        raise SchemaViolation.from_validation_error(str(event_type), error) from None
 
 
 def _check_headers_agree(event: Event, headers: Mapping[str, bytes | str]) -> None:

@@ -123,8 +123,8 @@ class PipelineBench:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for record in records:
-                        body = orjson.loads(record.value)
-                        self.closed_at[body["dossier_id"]] = datetime.fromisoformat(body["data"]["closed_at"])
+                        data = orjson.loads(record.value)  # the event's data; its dossier is the key
+                        self.closed_at[record.key.decode()] = datetime.fromisoformat(data["closed_at"])
                 self._changed.set()
         finally:
             await consumer.stop()

@@ -1,5 +1,8 @@
 """The baseline: a hand-written aiokafka consume → validate → produce loop with our guarantees.
 
+It reads and writes the records our services do (CloudEvents binary content mode, parsed and checked
+by :func:`schemas.events.parse_event`).
+
 acks=all and the idempotent producer; offsets committed by hand, only after every outcome of the batch
 was acknowledged by Kafka. What a competent engineer would write without our runtime.
 """
@@ -13,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.base import Completed
 from schemas.envelope import event_value, kafka_headers
-from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind
+from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind, parse_event
 from services.bench.procstats import Stopwatch
 
 _NAMESPACE = uuid.UUID("7b0f3c1e-2d4a-4e6b-8c9d-0a1b2c3d4e5f")
@@ -65,7 +68,8 @@ async def run_raw(
             acks: list[asyncio.Future[object]] = []
             for records in batches.values():
                 for record in records:
-                    request = HandoffRequested.model_validate_json(record.value)
+                    request = parse_event(record.value, dict(record.headers))
+                    assert isinstance(request, HandoffRequested)
                     outcome = outcome_for(request, Completed({"accepted": True}, reference="REF"))
                     acks.append(
                         await producer.send(

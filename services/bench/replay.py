@@ -35,7 +35,7 @@ async def run_replay(bootstrap: str, prefix: str, count: int) -> tuple[Stopwatch
                     dlq_topic(source),
                     letter.value,
                     key=letter.key,
-                    headers=[(k, v.encode()) for k, v in letter.headers.items()],
+                    headers=letter.kafka_headers(),
                 )
             )
         for ack in acks:

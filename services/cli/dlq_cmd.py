@@ -104,7 +104,7 @@ def show(
         typer.secho(f"no dead letter {letter_id}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     letter = letters[0]
-    for name, value in sorted(letter.headers.items()):
+    for name, value in sorted(letter.context().items()):
         typer.echo(f"{name}: {value}")
     try:
         payload: Any = json.loads(letter.value)

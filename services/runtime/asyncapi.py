@@ -3,9 +3,11 @@
 FastStream describes every subscriber and publisher of the broker (channels, operations, Kafka
 bindings). Our subscribers hand their handler the record's raw bytes (the runtime parses events
 itself, so that poison becomes a dead letter), so FastStream alone would show a binary payload: the
-payloads are then filled in from the event models of ``schemas.events`` by the topic's name — one
-place that says which event travels on which topic (:func:`topic_events`). The models' JSON Schemas
-go to ``components/schemas`` under their class names.
+messages are then filled in from the event models of ``schemas.events`` by the topic's name — one
+place that says which event travels on which topic (:func:`topic_events`). Records are CloudEvents
+in binary content mode (:mod:`schemas.envelope`): a message's payload is the event's ``data`` model
+and its headers the envelope's ``ce_*`` attributes. The JSON Schemas go to ``components/schemas``
+under their class names (the headers as ``<Event>Headers``).
 
 Each service serves its document at ``/asyncapi.json``; ``lienthong asyncapi export`` writes them to
 ``deploy/asyncapi/<service>.json`` and ``lienthong asyncapi check`` compares the two.
@@ -22,7 +24,17 @@ from typing import Any, Final
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from schemas.envelope import Event
+from schemas.envelope import (
+    BINARY_OPTIONAL,
+    BINARY_REQUIRED,
+    CE_SCHEMAVERSION,
+    CE_SPECVERSION,
+    CE_TYPE,
+    CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    SPECVERSION,
+    Event,
+)
 from schemas.events import (
     DossierClosed,
     DossierReceived,
@@ -76,20 +88,52 @@ def _dead_letter_schema() -> dict[str, Any]:
         "title": DEAD_LETTER_SCHEMA,
         "description": (
             "A record that could not be handled, copied byte for byte from its original topic; its "
-            "story is in the headers: original topic, partition and offset, attempts, first and last "
-            "failure time, error class and message."
+            "story is in Spring Kafka's kafka_dlt-* headers (original topic, partition as a 4-byte and "
+            "offset and timestamp as 8-byte big-endian integers, timestamp type, consumer group, "
+            "exception class, cause, message and stack trace) and ours (kafka_dlt-lienthong-*: "
+            "attempts, first and last failure time, error class)."
         ),
         "type": "string",
         "format": "binary",
     }
 
 
-def _add_model(schemas: dict[str, Any], model: type[Event]) -> str:
-    schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
+def _add_data_model(schemas: dict[str, Any], model: type[Event]) -> str:
+    """The event's ``data`` model in ``schemas``; its name."""
+    data_model = model.model_fields["data"].annotation
+    assert isinstance(data_model, type)
+    schema = data_model.model_json_schema(ref_template=_REF_TEMPLATE)
     for name, definition in schema.pop("$defs", {}).items():
         schemas.setdefault(name, definition)
-    schemas[model.__name__] = schema
-    return model.__name__
+    schemas[data_model.__name__] = schema
+    return data_model.__name__
+
+
+def _add_headers(schemas: dict[str, Any], model: type[Event]) -> str:
+    """The envelope of ``model`` as its record's CloudEvents headers, in ``schemas``; its name."""
+    envelope = model.model_json_schema()["properties"]
+    properties: dict[str, Any] = {
+        CE_SPECVERSION: {"const": SPECVERSION, "description": "CloudEvents specification version."},
+        CONTENT_TYPE: {"const": JSON_CONTENT_TYPE, "description": "The value is the data, as JSON."},
+    }
+    for field, header in (BINARY_REQUIRED | BINARY_OPTIONAL).items():
+        properties[header] = {"type": "string", "description": envelope[field].get("description", "")}
+    properties[CE_TYPE] |= {"const": model.EVENT_TYPE}
+    properties[CE_SCHEMAVERSION] |= {"const": str(model.SCHEMA_VERSION)}
+    name = f"{model.__name__}Headers"
+    schemas[name] = {
+        "type": "object",
+        "title": name,
+        "description": f"The envelope of {model.__name__}: CloudEvents binary-mode Kafka headers.",
+        "properties": properties,
+        "required": [CE_SPECVERSION, *BINARY_REQUIRED.values()],
+    }
+    return name
+
+
+def _refs(names: list[str]) -> dict[str, Any]:
+    refs = [{"$ref": _REF_TEMPLATE.format(model=n)} for n in names]
+    return refs[0] if len(refs) == 1 else {"oneOf": refs}
 
 
 def _fill_payloads(doc: dict[str, Any]) -> None:
@@ -100,10 +144,10 @@ def _fill_payloads(doc: dict[str, Any]) -> None:
     for channel in doc.get("channels", {}).values():
         topic = str(channel.get("address", ""))
         models = topic_events(topic)
+        message_headers: dict[str, Any] | None = None
         if models:
-            names = [_add_model(schemas, m) for m in models]
-            refs = [{"$ref": _REF_TEMPLATE.format(model=n)} for n in names]
-            payload: dict[str, Any] = refs[0] if len(refs) == 1 else {"oneOf": refs}
+            payload = _refs([_add_data_model(schemas, m) for m in models])
+            message_headers = _refs([_add_headers(schemas, m) for m in models])
             content_type = "application/json"
         elif topic.endswith(DLQ_SUFFIX):
             schemas[DEAD_LETTER_SCHEMA] = _dead_letter_schema()
@@ -120,6 +164,8 @@ def _fill_payloads(doc: dict[str, Any]) -> None:
             if old:
                 used_by_us.add(old)
             message["payload"] = payload
+            if message_headers is not None:
+                message["headers"] = message_headers
             message["contentType"] = content_type
             message["correlationId"] = {"location": "$message.header#/ce_correlationid"}
     # FastStream's placeholder payloads (raw bytes) that no message uses any more

@@ -159,10 +159,11 @@ class HandoffStore(SqliteProcessingStore):
         poll_failures: int = 0,
         first_failure_at: str | None = None,
     ) -> Write:
-        """The request itself is kept only while pending, for the poll loop; its other states need
-        only the row (every copy of a retried request carries it). ``as_received``: the request as its
-        record or its row holds it, stored as it is instead of serialised again. ``replay_id``: the
-        replay this attempt belongs to, so that its outcomes are new events."""
+        """The request itself is kept only while pending, for the poll loop (as the whole event: a record
+        holds only its data, its envelope being in the headers); its other states need only the row
+        (every copy of a retried request carries it). ``as_received``: the request as the row holds it,
+        stored as it is instead of serialised again. ``replay_id``: the replay this attempt belongs to,
+        so that its outcomes are new events."""
         stored: bytes | str = ""
         if state == PENDING:
             stored = as_received if as_received is not None else request.model_dump_json()
@@ -368,7 +369,6 @@ class ConnectorHost:
             PENDING,
             poll_token=result.poll_token,
             next_poll_at=next_poll,
-            as_received=record.value,
             replay_id=replay_id,
         )
 

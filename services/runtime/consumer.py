@@ -14,6 +14,7 @@ The same path serves FastStream subscribers (main topics) and the delayed-retry 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import weakref
@@ -29,7 +30,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from schemas.agencies import Agency
-from schemas.envelope import Event, envelope_from_headers, envelope_matches
+from schemas.envelope import Event
 from schemas.errors import EventContractError, InvalidHeader, UnknownEventType
 from schemas.events import parse_event
 from schemas.topics import dlq_topic
@@ -51,6 +52,8 @@ MAX_BATCH_RECORDS = 500
 BATCH_POLL_MS = 10  # FastStream's poll and its sleep after an empty one, if ours is not called
 LISTEN_MS = 500  # how long one poll waits for a record (it returns the moment one arrives)
 GATHER_BYTES = 64 * 1024
+WATCH_S = 5.0  # how often keep_polling looks at the subscribers
+BROKEN_AFTER_POLLS = 3  # failed polls in a row (FastStream waits 5 s after each) before a restart
 
 
 class OversizedRecord(EventContractError):
@@ -135,6 +138,9 @@ class EventConsumer:
         self.metrics = METRICS.service(self.service)
         self._committers: weakref.WeakKeyDictionary[Any, BackgroundCommitter] = weakref.WeakKeyDictionary()
         self.polls = 0  # of the broker, by the subscribers this consumer made
+        self.restarts = 0  # of subscribers whose consumer broke (keep_polling)
+        self._subscribers: list[Any] = []
+        self._failed_polls: dict[Any, int] = {}
 
     def subscribe(
         self, broker: KafkaBroker, topics: Sequence[str], handler: Handler, *, description: str
@@ -189,10 +195,40 @@ class EventConsumer:
 
         async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[bytes, bytes], ...]:
             self.polls += 1
-            batches = await consumer.getmany(timeout_ms=LISTEN_MS, max_records=MAX_BATCH_RECORDS)
+            try:
+                batches = await consumer.getmany(timeout_ms=LISTEN_MS, max_records=MAX_BATCH_RECORDS)
+            except Exception:
+                self._failed_polls[subscriber] = self._failed_polls.get(subscriber, 0) + 1
+                raise
+            self._failed_polls[subscriber] = 0
             return tuple(chain.from_iterable(batches.values()))
 
         subscriber.get_msg = get_msg
+        self._subscribers.append(subscriber)
+
+    async def keep_polling(self) -> None:
+        """Restarts a subscriber whose consumer fails every poll. FastStream retries a failing poll every
+        5 s for ever; an aiokafka consumer whose group coordination died (seen when the broker was
+        SIGKILLed: "Unexpected error during coordination") fails every poll after, and its partitions
+        would stand still unseen. Stopping and starting the subscriber gives it a new consumer, which
+        rejoins the group and resumes from the committed offsets. Run by the service shell, which
+        supervises it like every background loop."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            for subscriber in self._subscribers:
+                if self._failed_polls.get(subscriber, 0) < BROKEN_AFTER_POLLS:
+                    continue
+                log.error(
+                    "the consumer of group %s failed %d polls in a row; starting it again",
+                    self.group_id,
+                    self._failed_polls[subscriber],
+                )
+                self._failed_polls[subscriber] = 0
+                self.restarts += 1
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(30):
+                        await subscriber.stop()
+                await subscriber.start()
 
     def _stored(self, mark: Callable[[str, int, int], None], record: Any) -> None:
         mark(record.topic, record.partition, record.offset)
@@ -209,16 +245,7 @@ class EventConsumer:
             raise InvalidHeader(", ".join(sorted(record.undecodable)), "not UTF-8")
         if len(record.value) > MAX_RECORD_BYTES:
             raise OversizedRecord(f"record of {len(record.value)} bytes exceeds {MAX_RECORD_BYTES}")
-        try:
-            event: Event | None = parse_event(record.value)
-        except EventContractError:
-            event = None
-        # Records written by event_headers (every producer of ours) need no more checks. Any other: the
-        # CloudEvents headers must describe an event (reported first), then the body must parse and
-        # agree with them.
-        if event is None or not envelope_matches(event, record.headers):
-            envelope_from_headers(record.headers)
-            event = parse_event(record.value, record.headers)
+        event = parse_event(record.value, record.headers)
         if not isinstance(event, self.accepts):
             raise UnknownEventType(f"{event.event_type} (not accepted on {record.topic})")
         if record.key != str(event.dossier_id).encode():

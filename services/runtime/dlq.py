@@ -15,7 +15,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,13 +67,26 @@ class DeadLetter(ReceivedRecord):
         value = self.headers.get(deadletter.ATTEMPTS, "1")
         return int(value) if value.isdigit() else 1
 
-    def replay_headers(self) -> dict[str, str]:
-        kept = {
-            k: v
-            for k, v in self.headers.items()
+    @property
+    def original_partition(self) -> int | None:
+        return deadletter.original_number(self.raw_headers, deadletter.ORIGINAL_PARTITION)
+
+    @property
+    def original_offset(self) -> int | None:
+        return deadletter.original_number(self.raw_headers, deadletter.ORIGINAL_OFFSET)
+
+    def context(self) -> Mapping[str, str]:
+        """Every header as text for a person (the numeric context decoded)."""
+        return deadletter.readable_context(self.raw_headers)
+
+    def replay_headers(self) -> list[tuple[str, bytes]]:
+        """The original record's headers, as they came (bytes intact), and the replay's id."""
+        kept = [
+            (k, v or b"")
+            for k, v in self.raw_headers
             if not k.startswith("kafka_dlt-") and k not in headers.RUNTIME_HEADERS
-        }
-        return kept | {headers.REPLAY_ID: self.id}
+        ]
+        return [*kept, (headers.REPLAY_ID, self.id.encode())]
 
 
 def dlq_topics(prefix: str = "") -> list[TopicSpec]:
@@ -166,7 +179,7 @@ async def replay(
             if letter.id in done:
                 skipped.append(letter.id)
                 continue
-            record_headers = [(k, v.encode()) for k, v in letter.replay_headers().items()]
+            record_headers = letter.replay_headers()
             await producer.send_and_wait(
                 letter.replay_topic, letter.value, key=letter.key, headers=record_headers
             )

@@ -27,7 +27,7 @@ from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Enum, Gauge, Histogram
 
 from schemas.agencies import AGENCY_ACTIONS, Agency, is_known_action
 from schemas.events import EVENT_TYPES, Channel, ClosedResult, OutcomeKind
@@ -68,7 +68,7 @@ TECHNICAL_FAILURES: Final[frozenset[CallResult]] = frozenset({CallResult.TRANSIE
 
 
 class CircuitState(IntEnum):
-    """The value of ``lienthong_circuit_state``."""
+    """The states of ``lienthong_circuit_state`` (one series per state: 1 for the current one)."""
 
     CLOSED = 0
     HALF_OPEN = 1
@@ -128,6 +128,7 @@ class MetricKind(StrEnum):
     COUNTER = "counter"
     GAUGE = "gauge"
     HISTOGRAM = "histogram"
+    STATE_SET = "stateset"  # client_python's Enum: a series per state, labelled by the metric's name
 
 
 HANDOFF_BUCKETS: Final[tuple[float, ...]] = (
@@ -219,9 +220,10 @@ DEAD_LETTERS = _spec(
 )
 CIRCUIT_STATE = _spec(
     "lienthong_circuit_state",
-    _G,
+    MetricKind.STATE_SET,
     ("agency",),
-    "Circuit breaker of an agency system: 0 closed, 1 half-open, 2 open.",
+    "Circuit breaker of an agency system: one series per state (closed, half_open, open), the current"
+    " one 1 and the others 0; the state is in the label named after the metric.",
 )
 CIRCUIT_OPENED = _spec(
     "lienthong_circuit_open_total",
@@ -407,7 +409,7 @@ class AgencyMetrics:
     blip_retries: Counter
     delayed_retries: Mapping[str, Counter]  # by tier name
     dead_letters: Mapping[ErrorClass, Counter]
-    circuit_state: Gauge
+    circuit_state: Enum
     circuit_opened: Counter
 
     def called(self, result: CallResult) -> None:
@@ -424,7 +426,7 @@ class AgencyMetrics:
 
     def circuit(self, state: CircuitState) -> None:
         """Record a circuit-breaker transition (opening counts in ``lienthong_circuit_open_total``)."""
-        self.circuit_state.set(int(state))
+        self.circuit_state.state(state.name.lower())
         if state is CircuitState.OPEN:
             self.circuit_opened.inc()
 
@@ -461,7 +463,7 @@ class Metrics:
     agency_call_retries: Counter
     delayed_retries: Counter
     dead_letters: Counter
-    circuit_state: Gauge
+    circuit_state: Enum
     circuit_opened: Counter
     consumer_lag: Gauge
     outbox_pending: Gauge
@@ -631,6 +633,11 @@ def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
     return Gauge(spec.name, spec.help, spec.labels, registry=registry)
 
 
+def _state_set(spec: MetricSpec, registry: CollectorRegistry, states: list[str]) -> Enum:
+    assert spec.kind is MetricKind.STATE_SET
+    return Enum(spec.name, spec.help, spec.labels, registry=registry, states=states)
+
+
 def _histogram(spec: MetricSpec, registry: CollectorRegistry) -> Histogram:
     assert spec.kind is MetricKind.HISTOGRAM
     return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
@@ -646,7 +653,7 @@ def build_metrics(registry: CollectorRegistry) -> Metrics:
         agency_call_retries=_counter(AGENCY_CALL_RETRIES, registry),
         delayed_retries=_counter(DELAYED_RETRIES, registry),
         dead_letters=_counter(DEAD_LETTERS, registry),
-        circuit_state=_gauge(CIRCUIT_STATE, registry),
+        circuit_state=_state_set(CIRCUIT_STATE, registry, [s.name.lower() for s in CircuitState]),
         circuit_opened=_counter(CIRCUIT_OPENED, registry),
         consumer_lag=_gauge(CONSUMER_LAG, registry),
         outbox_pending=_gauge(OUTBOX_PENDING, registry),

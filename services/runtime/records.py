@@ -17,14 +17,13 @@ from services.runtime.outbox import OutgoingRecord
 
 
 def event_record(event: Event, topic: str) -> OutgoingRecord:
-    """The record that carries ``event``: keyed by dossier id, CloudEvents headers, JSON value; signed
-    with this process's key (every service emits through here: see :mod:`services.runtime.signing`)."""
+    """The record that carries ``event`` (CloudEvents binary content mode, see :mod:`schemas.envelope`):
+    keyed by dossier id, the envelope in headers, the data as the value; signed with this process's key
+    (every service emits through here: see :mod:`services.runtime.signing`)."""
     event = signing.sign_if_configured(event)
-    headers = event_headers(event)
-    if event.signature is not None and event.key_id is not None:
-        headers[signing.CE_SIGNATURE] = event.signature
-        headers[signing.CE_KEYID] = event.key_id
-    return OutgoingRecord(topic=topic, key=event_key(event), value=event_value(event), headers=headers)
+    return OutgoingRecord(
+        topic=topic, key=event_key(event), value=event_value(event), headers=event_headers(event)
+    )
 
 
 class BatchParser:
@@ -98,6 +97,8 @@ class ReceivedRecord:
     group_id: str
     # Headers whose values are not UTF-8, as received: such a record is dead-lettered, bytes intact.
     undecodable: Mapping[str, bytes] = field(default_factory=dict)
+    timestamp_type: int = 0  # Kafka's: 0 CreateTime, 1 LogAppendTime
+    raw_headers: Sequence[tuple[str, bytes | None]] = ()  # every header as it came, in order
 
     @classmethod
     def from_consumer_record(
@@ -114,6 +115,8 @@ class ReceivedRecord:
             headers=headers,
             group_id=group_id,
             undecodable=undecodable,
+            timestamp_type=raw.timestamp_type or 0,
+            raw_headers=raw.headers,
         )
 
     def header_int(self, name: str, default: int = 0) -> int:

@@ -30,7 +30,7 @@ from typing import TypeVar
 import orjson
 from cryptography.exceptions import InvalidSignature
 
-from schemas.envelope import Event
+from schemas.envelope import CE_KEYID, CE_SIGNATURE, Event
 from schemas.errors import EventContractError
 from services.runtime.keys import SigningKey, TrustedKey, load_signing_key, load_trust_store
 from services.runtime.settings import SigningSettings
@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 
-CE_SIGNATURE = "ce_signature"
-CE_KEYID = "ce_keyid"
+__all__ = ["CE_KEYID", "CE_SIGNATURE", "SignatureError", "Signer", "Verifier", "canonical_form"]
 
 
 class SignatureError(EventContractError):

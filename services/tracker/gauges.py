@@ -3,10 +3,11 @@
 - A loop refreshes the gauges from the supervision views every few seconds, as of now (overdue and
   the apology slip depend on the clock, not only on events): ``lienthong_dossiers{procedure,state}``,
   ``lienthong_legs_open{agency,state}``, ``lienthong_apology_slips_due{procedure}``,
-  ``lienthong_dossiers_waiting_too_long{procedure}`` and ``lienthong_on_time_ratio{scope,subject}``. Every catalog procedure and every agency is set on each
-  refresh (0 included), so a count that drops to zero is seen as zero. A refresh evaluates the live
-  dossiers and those written to since the last one (closed dossiers count from their kept tallies,
-  see :mod:`services.tracker.tally`), a batch at a time, so the consumer is not held up.
+  ``lienthong_dossiers_waiting_too_long{procedure}`` and ``lienthong_on_time_ratio{scope,subject}``.
+  Every catalog procedure and every agency is set on each refresh (0 included), so a count that
+  drops to zero is seen as zero. A refresh evaluates the live dossiers and those written to since the
+  last one (closed dossiers count from their kept tallies, see :mod:`services.tracker.tally`), a
+  batch at a time, so the consumer is not held up.
 - ``lienthong_dossiers_closed_total`` counts a closing once: when the projection's transaction that
   first marks the dossier closed commits (a redelivered or repeated ``DossierClosed`` changes nothing).
 

@@ -180,7 +180,7 @@ async def test_a_record_with_an_undecodable_header_is_dead_lettered_alone_on_eve
         letter = letters[kind]
         assert letter.error_class == "poison" and "not UTF-8" in letter.message, (kind, letter.message)
         assert letter.headers[deadletter.ORIGINAL_TOPIC] == topic
-        assert letter.undecodable == {"x-note": UNDECODABLE}, "the dead letter keeps the header's bytes"
+        assert letter.undecodable["x-note"] == UNDECODABLE, "the dead letter keeps the header's bytes"
     assert_all_running(stack)
 
 
@@ -255,14 +255,15 @@ async def test_a_probe_answered_with_garbage_ends_and_the_circuit_closes_when_th
     ended, the circuit stayed half-open and every later handoff was delayed, then dead-lettered."""
     connector_url = stack.url(stack.ports.connectors[Agency.CIVIL_STATUS])
 
-    async def circuit(state: int) -> bool:
-        return await metric(connector_url, "lienthong_circuit_state", agency="civil_status") == state
+    async def circuit(state: str) -> bool:
+        labels = {"agency": "civil_status", "lienthong_circuit_state": state}
+        return await metric(connector_url, "lienthong_circuit_state", **labels) == 1
 
     await set_faults(stack, Agency.CIVIL_STATUS, down_for_s=600)
     try:
         for _ in range(6):
             await traffic.marriage()
-        await wait_for(lambda: circuit(2), 60, "the circuit opening")
+        await wait_for(lambda: circuit("open"), 60, "the circuit opening")
         protocol_before = len(
             [x for x in await dead_letters_of(stack, "civil_status") if x.error_class == "protocol"]
         )
@@ -278,7 +279,7 @@ async def test_a_probe_answered_with_garbage_ends_and_the_circuit_closes_when_th
     healthy = await traffic.marriage()
     (detail,) = (await wait_until_closed(traffic, stack.tracker_url, [healthy], within_s=60)).values()
     assert detail["result"] == "completed" and not detail["stuck"]
-    await wait_for(lambda: circuit(0), 30, "the circuit closing")
+    await wait_for(lambda: circuit("closed"), 30, "the circuit closing")
 
 
 async def test_a_pending_job_whose_polls_keep_failing_is_dead_lettered_with_its_story(
@@ -308,7 +309,7 @@ async def test_a_pending_job_whose_polls_keep_failing_is_dead_lettered_with_its_
     (letter,) = await letters_of(stack, transfer.dossier_id, "land")
     assert int(letter.headers[deadletter.ATTEMPTS]) == 3, "three failed polls in a row, the budget"
     assert letter.headers[deadletter.FIRST_FAILURE] < letter.headers[deadletter.LAST_FAILURE]
-    request = parse_event(letter.value)
+    request = parse_event(letter.value, letter.headers)
     assert str(request.dossier_id) == transfer.dossier_id, "the dead letter holds the request as received"
 
     replay = await lienthong_dlq_replay(stack, letter.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.agencies import Agency
+from schemas.envelope import event_headers, event_key, event_value
+from schemas.events import DossierClosed
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from services.runtime import deadletter
 from services.stack.stack import LocalStack
@@ -107,55 +110,49 @@ async def test_outage_longer_than_the_tiers_dead_letters_then_replay_completes(
     assert_all_running(stack)
 
 
-def _valid(procedure: str = "9.900005") -> tuple[bytes, bytes, dict[str, str]]:
-    from schemas.envelope import event_headers, event_key, event_value
-
-    event = dossier_received(procedure)
-    return event_key(event), event_value(event), event_headers(event)
-
-
 def poison_catalogue(prefix: str) -> list[tuple[str, str, bytes, dict[str, str], str]]:
-    """(name, topic, value, headers, key) of records no consumer may act on."""
-    key, value, headers = _valid()
-    document = json.loads(value)
+    """(name, topic, value, headers, key) of records no consumer may act on: in CloudEvents binary
+    content mode (the envelope in the headers, the data as the value), and a few in the whole-event
+    form written before, which consumers still read."""
+    event = dossier_received("9.900005")
+    key, value, headers = event_key(event), event_value(event), event_headers(event)
+    whole = event.model_dump_json().encode()  # the form written before
+    data = json.loads(value)
     received, outcome = prefix + DOSSIER_RECEIVED, prefix + HANDOFF_OUTCOME
     land, status = requests_topic(Agency.LAND, prefix), prefix + DOSSIER_STATUS
 
     def changed(**fields: Any) -> bytes:
-        return json.dumps(document | fields).encode()
+        return json.dumps(data | fields).encode()
 
-    def data_changed(**fields: Any) -> bytes:
-        return json.dumps(document | {"data": document["data"] | fields}).encode()
-
-    closed_type = {"event_type": "vn.lienthong.dossier.closed"}
+    closed_example = DossierClosed.model_json_schema()["examples"][0]
+    closed = DossierClosed.model_validate_json(json.dumps(closed_example))
     k = key.decode()
-    not_for_topic = changed(**closed_type)
-    wrong_form = data_changed(form={"parcel_id": "TD-1-1"})
-    husband_is_a_number = data_changed(form=document["data"]["form"] | {"husband": 5})
+    husband_is_a_number = changed(form=data["form"] | {"husband": 5})
     return [
         ("bad_json", received, b"{not json", headers, k),
         ("truncated", received, value[: len(value) // 2], headers, k),
         ("json_array", outcome, b"[1, 2, 3]", headers, k),
         ("empty_value", outcome, b"", headers, k),
-        ("wrong_types", received, changed(dossier_id=12345), headers, k),
-        ("unknown_event_type", received, changed(event_type="vn.lienthong.dossier.teleported"), headers, k),
-        ("unknown_version", outcome, changed(schema_version=99), headers, k),
+        ("wrong_types", received, value, headers | {"ce_subject": "12345"}, k),
+        ("unknown_event_type", received, value, headers | {"ce_type": "vn.lienthong.dossier.teleported"}, k),
+        ("unknown_version", outcome, value, headers | {"ce_schemaversion": "99"}, k),
         ("missing_headers", land, value, {}, k),
-        ("header_disagrees_with_body", received, value, headers | {"ce_id": "not-this-event"}, k),
+        ("header_disagrees_with_body", received, whole, headers | {"ce_id": str(uuid.uuid4())}, k),
         ("oversized", received, value + b" " * (1_020_000 - len(value)), headers, k),  # < broker limit
         ("wrong_key", received, value, headers, "not-the-dossier-id"),
-        ("naive_datetime", received, changed(occurred_at="2026-11-23T09:00:00"), headers, k),
+        ("naive_datetime", received, value, headers | {"ce_time": "2026-11-23T09:00:00"}, k),
         ("unknown_field", status, changed(favourite_colour="blue"), headers, k),
         ("not_utf8", status, b"\xff\xfe\x00garbage", headers, k),
         (
             "event_not_for_this_topic",
             received,
-            not_for_topic,
-            headers | {"ce_type": closed_type["event_type"]},
-            k,
+            event_value(closed),
+            event_headers(closed),
+            str(closed.dossier_id),
         ),
-        ("form_of_another_kind", received, wrong_form, headers, k),
+        ("form_of_another_kind", received, changed(form={"parcel_id": "TD-1-1"}), headers, k),
         ("husband_is_a_number", received, husband_is_a_number, headers, k),
+        ("whole_event_of_a_wrong_form", received, whole.replace(b'"husband"', b'"hubsand"'), headers, k),
     ]
 
 

@@ -47,7 +47,7 @@ def bad_events(stack: LocalStack, outsider_dir: Path) -> dict[str, tuple[bytes, 
 
     key, value, headers = as_record(intake.sign(dossier_received(PROCEDURE)))
     document = json.loads(value)
-    document["data"]["applicant"]["full_name"] = "Someone Else"  # one field changed after signing
+    document["applicant"]["full_name"] = "Someone Else"  # one field of the data changed after signing
     tampered = (key, json.dumps(document).encode(), headers)
 
     return {

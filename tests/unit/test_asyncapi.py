@@ -39,10 +39,19 @@ def test_every_service_documents_its_topics_with_the_event_models() -> None:
     assert {"intake.json", "router.json", "tracker.json", "connector-land.json"} <= files.keys()
     router = json.loads(files["router.json"])
     messages = router["components"]["messages"]
+    # CloudEvents binary content mode: the payload is the event's data, the headers its envelope.
     payloads = {m["payload"]["$ref"].rsplit("/", 1)[-1] for m in messages.values()}
-    assert {"DossierReceived", "HandoffOutcome", "HandoffRequested", "DossierStatusChanged"} <= payloads
-    assert "DossierClosed" in payloads
-    assert router["components"]["schemas"]["HandoffRequested"]["properties"]["data"]
+    assert {
+        "DossierReceivedData", "HandoffOutcomeData", "HandoffRequestedData", "DossierStatusChangedData"
+    } <= payloads  # fmt: skip
+    assert "DossierClosedData" in payloads
+    schemas = router["components"]["schemas"]
+    assert schemas["HandoffRequestedData"]["properties"]["handoff_id"]
+    headers = {m["headers"]["$ref"].rsplit("/", 1)[-1] for m in messages.values() if "headers" in m}
+    assert "HandoffRequestedHeaders" in headers
+    requested = schemas["HandoffRequestedHeaders"]["properties"]
+    assert requested["ce_type"]["const"] == "vn.lienthong.handoff.requested"
+    assert {"ce_id", "ce_source", "ce_time", "ce_subject", "ce_correlationid"} <= set(requested)
     connector = json.loads(files["connector-land.json"])
     assert {c["address"] for c in connector["channels"].values()} >= {
         "handoff.land.requested",

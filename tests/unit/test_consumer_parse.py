@@ -1,5 +1,6 @@
-"""What a consumer accepts as an event, and which error it names for a record it refuses: records as
-our producers write them take a short path, and any other record is checked in full, headers first."""
+"""What a consumer accepts as an event, and which error it names for a record it refuses: records in
+CloudEvents binary content mode (as our producers write them now) and in the whole-event form written
+before; headers are named before the body."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from schemas.errors import InvalidHeader, MissingHeader, SchemaViolation, UnparseableEvent
-from schemas.events import DossierReceived
+from schemas.events import DossierReceived, parse_event
 from services.runtime.consumer import EventConsumer
 from services.runtime.records import ReceivedRecord, event_record
 from tests.factories import dossier_received
@@ -58,10 +59,25 @@ def test_valid_headers_written_another_way_are_accepted(
     assert isinstance(consumer.parse(received(value, headers, key)), DossierReceived)
 
 
+def whole_event(written: tuple[bytes, dict[str, str], bytes]) -> bytes:
+    """The record's event as records were written before binary content mode: the whole model."""
+    value, headers, _ = written
+    return parse_event(value, headers).model_dump_json().encode()
+
+
+def test_a_record_in_the_form_written_before_is_accepted(
+    consumer: EventConsumer, written: tuple[bytes, dict[str, str], bytes]
+) -> None:
+    _, headers, key = written
+    event = consumer.parse(received(whole_event(written), headers, key))
+    assert isinstance(event, DossierReceived) and str(event.event_id) == headers["ce_id"]
+
+
 def test_a_header_that_disagrees_with_the_body_is_named(
     consumer: EventConsumer, written: tuple[bytes, dict[str, str], bytes]
 ) -> None:
-    value, headers, key = written
+    _, headers, key = written
+    value = whole_event(written)
     headers["ce_id"] = str(uuid4())
     with pytest.raises(InvalidHeader) as caught:
         consumer.parse(received(value, headers, key))
@@ -99,8 +115,8 @@ def test_a_bad_body_under_good_headers_is_named(
 def test_a_body_changed_under_its_headers_is_refused(
     consumer: EventConsumer, written: tuple[bytes, dict[str, str], bytes]
 ) -> None:
-    value, headers, key = written
-    document = json.loads(value)
+    _, headers, key = written
+    document = json.loads(whole_event(written))
     document["dossier_id"] = str(uuid4())
     with pytest.raises(InvalidHeader) as caught:
         consumer.parse(received(json.dumps(document).encode(), headers, key))

@@ -269,7 +269,13 @@ def test_circuit_transitions() -> None:
     tax.circuit(CircuitState.OPEN)
     tax.circuit(CircuitState.CLOSED)
     registry = metrics.registry
-    assert registry.get_sample_value("lienthong_circuit_state", {"agency": "tax"}) == 0
+
+    def state(name: str) -> float | None:
+        return registry.get_sample_value(
+            "lienthong_circuit_state", {"agency": "tax", "lienthong_circuit_state": name}
+        )
+
+    assert (state("closed"), state("half_open"), state("open")) == (1, 0, 0), "one series per state"
     assert registry.get_sample_value("lienthong_circuit_open_total", {"agency": "tax"}) == 2
 
 
