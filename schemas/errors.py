@@ -84,6 +84,11 @@ class InvalidHeader(HeaderError):
         super().__init__(f"header {header!r} is invalid: {reason}")
 
 
+class SignatureError(EventContractError):
+    """An event whose signature is missing, made by a key we do not trust, or wrong (checked by the
+    consumers' verifier, ``services.runtime.signing``)."""
+
+
 def field_errors(error: ValidationError) -> list[str]:
     """One ``path.to.field: message`` entry per invalid field of a pydantic error."""
     return [

@@ -11,14 +11,12 @@ from typing import ClassVar
 
 from connectors.base import Completed, Connector, HandoffRequest, HandoffResult
 from schemas.agencies import AGENCY_ACTIONS, Agency
-from schemas.envelope import Event
 from schemas.events import HandoffRequested
 from services.bench.procstats import Stopwatch
-from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings
-from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, on_handoff_requested
+from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import METRICS, Service
-from services.runtime.records import ReceivedRecord
 from services.runtime.service import instrument_broker
 from services.runtime.settings import ServiceSettings
 
@@ -51,25 +49,26 @@ async def run_hop(
         store.outbox, settings, client_id="bench-hop", broker=broker, service=Service.CONNECTOR
     )
     host = ConnectorHost(connector, store, relay, HostSettings(topic_prefix=prefix))
-    consumer = EventConsumer(
-        store=store,
-        relay=relay,
-        group_id=f"{prefix}connector-land",
-        accepts=(HandoffRequested,),
-        service="connector",
-        dlq_for=host.dlq_for,
-    )
     watch = Stopwatch()
     handled = 0
 
-    async def counting(event: Event, record: ReceivedRecord) -> Effect:
+    async def counting(event: HandoffRequested, ctx: Context[ConnectorHost]) -> Effect:
         nonlocal handled
         if handled == 0:
             watch.start()
         handled += 1
-        return await host.on_request(event, record)
+        return await on_handoff_requested(event, ctx)
 
-    consumer.subscribe(broker, [host.requests_topic], counting, description="bench hop")
+    consumer = EventConsumer(
+        store=store,
+        relay=relay,
+        group_id=f"{prefix}connector-land",
+        handlers={HandoffRequested: counting},
+        deps=host,
+        service="connector",
+        dlq_for=host.dlq_for,
+    )
+    consumer.subscribe(broker, [host.requests_topic], description="bench hop")
     instrument_broker(broker, "connector-land")
     METRICS.prime(service=Service.CONNECTOR, agencies=[Agency.LAND])
     await connector.start()

@@ -7,9 +7,15 @@ from pydantic import Field
 
 from connectors.registry import connector_class
 from schemas.agencies import Agency
-from schemas.events import HandoffOutcome, HandoffRequested
+from schemas.events import HandoffOutcome
 from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS
-from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, tiers_with_delays
+from services.runtime.connector_host import (
+    HANDLERS,
+    ConnectorHost,
+    HandoffStore,
+    HostSettings,
+    tiers_with_delays,
+)
 from services.runtime.consumer import EventConsumer
 from services.runtime.delayed import DelayedRetryConsumer
 from services.runtime.kafka import make_broker, outbox_relay
@@ -87,14 +93,14 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         store=store,
         relay=relay,
         group_id=group,
-        accepts=(HandoffRequested,),
+        handlers=HANDLERS,
+        deps=host,
         service="connector",
         dlq_for=host.dlq_for,
     )
     consumer.subscribe(
         broker,
         [host.requests_topic],
-        host.on_request,
         description=f"Handoff requests for the {agency.value} agency system.",
     )
     delayed = DelayedRetryConsumer(
@@ -102,7 +108,7 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         topics=host.retry_topics,
         group_id=f"{group}-retry",
         client_options=client_security_options(settings),
-        process=lambda record: consumer.process(record, host.on_request),
+        process=consumer.process,
     )
     broker.publisher(
         settings.topic_prefix + HANDOFF_OUTCOME,
@@ -120,6 +126,7 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
         on_shutdown=[connector.stop],
         kafka=settings,
     )
+    app.state.store = store
     delayed.watch = app.state.lag.watch  # the delay tiers' lag is measured like the main topic's
     delayed.unwatch = app.state.lag.unwatch
     return app

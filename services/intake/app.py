@@ -313,5 +313,6 @@ def build_app(settings: IntakeSettings | None = None, *, now: Callable[[], datet
         loops=[relay.run],
         kafka=settings,
     )
+    app.state.store = store
     add_routes(app, intake, relay, now=now)
     return app

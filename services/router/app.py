@@ -9,14 +9,12 @@ from schemas.agencies import Agency
 from schemas.catalog import load_catalog
 from schemas.events import (
     DossierClosed,
-    DossierReceived,
     DossierStatusChanged,
-    HandoffOutcome,
     HandoffRequested,
 )
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
-from services.router.handlers import RouterHandlers
+from services.router.handlers import HANDLERS, Router
 from services.router.store import SqliteRouterStore
 from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import make_broker, outbox_relay
@@ -35,17 +33,16 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
     broker = make_broker(settings, client_id="router")
     relay = outbox_relay(store.outbox, settings, client_id="router", broker=broker, service=Service.ROUTER)
     catalog = load_catalog(settings.catalog_path)
-    handlers = RouterHandlers(store, catalog, default_calendar(), settings.topic_prefix)
     consumer = EventConsumer(
         store=store,
         relay=relay,
         group_id=f"{settings.topic_prefix}router",
-        accepts=(DossierReceived, HandoffOutcome),
+        handlers=HANDLERS,
+        deps=Router(store, catalog, default_calendar(), settings.topic_prefix),
     )
     consumer.subscribe(
         broker,
         [settings.topic_prefix + DOSSIER_RECEIVED, settings.topic_prefix + HANDOFF_OUTCOME],
-        handlers.on_event,
         description="Dossiers to route and agencies' outcomes; emits handoff requests and status changes.",
     )
     # What the router emits (through its outbox), declared for the AsyncAPI document.
@@ -66,7 +63,7 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
         description="Dossiers finished: completed, returned to the citizen or withdrawn.",
         schema=DossierClosed,
     )
-    return build_service_app(
+    app = build_service_app(
         "router",
         broker,
         description="Walks every dossier through its procedure's route.",
@@ -74,3 +71,5 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
         loops=[relay.run, consumer.keep_polling],
         kafka=settings,
     )
+    app.state.store = store
+    return app

@@ -1,4 +1,5 @@
-"""The router's handlers: load the dossier, let ``routing`` decide, turn decisions into events."""
+"""The router's handlers (:data:`HANDLERS`): load the dossier, let ``routing`` decide, turn the decisions
+into events."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from services.router import routing
 from services.router.routing import ChangeStatus, CloseDossier, Decision, Outcome, RequestHandoff
 from services.router.state import DossierState, Pause
 from services.router.store import RouterStore
-from services.runtime.consumer import Effect
+from services.runtime.consumer import Context, Effect, Handlers
 from services.runtime.ids import name_based_id
 from services.runtime.outbox import OutgoingRecord
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.records import event_record
 
 PRODUCER = "router"
 # Emitted event ids derive from the cause, so deciding twice (after a crash) emits the same events.
@@ -71,137 +72,142 @@ class ProcedureDeadlines:
         return clock.due(now).at
 
 
-class RouterHandlers:
-    def __init__(
-        self, store: RouterStore, catalog: Catalog, calendar: WorkingCalendar, topic_prefix: str = ""
-    ) -> None:
-        self.store = store
-        self.catalog = catalog
-        self.calendar = calendar
-        self.prefix = topic_prefix
+@dataclass(frozen=True)
+class Router:
+    """What the router's handlers need: its store, the catalog and the calendar it routes by."""
 
-    def _procedure(self, code: str) -> Procedure:
+    store: RouterStore
+    catalog: Catalog
+    calendar: WorkingCalendar
+    prefix: str = ""
+
+    def procedure(self, code: str) -> Procedure:
         try:
             return self.catalog.procedure(code)
         except KeyError:
             raise UnknownProcedure(f"procedure {code} is not in the router's catalog") from None
 
-    async def on_event(self, event: Event, record: ReceivedRecord) -> Effect:
-        if isinstance(event, DossierReceived):
-            return self.on_dossier_received(event)
-        if isinstance(event, HandoffOutcome):
-            return self.on_handoff_outcome(event)
-        raise EventContractError(f"the router does not handle {event.event_type}")
 
-    def on_dossier_received(self, event: DossierReceived) -> Effect:
-        if self.store.load(str(event.dossier_id)) is not None:
-            return Effect()
-        data = event.data
-        procedure = self._procedure(data.procedure_code)
-        state = DossierState(
-            dossier_id=str(event.dossier_id),
-            dossier_code=data.dossier_code,
-            procedure_code=data.procedure_code,
-            correlation_id=str(event.correlation_id),
-            form_kind=data.form_kind.value,
-            form=dict(data.form),
-            received_at=data.received_at,
-            due_at=data.due_at,
+async def on_dossier_received(event: DossierReceived, ctx: Context[Router]) -> Effect:
+    """A dossier was received: store its state and request its first steps."""
+    router = ctx.deps
+    if router.store.load(str(event.dossier_id)) is not None:
+        return Effect()
+    data = event.data
+    procedure = router.procedure(data.procedure_code)
+    state = DossierState(
+        dossier_id=str(event.dossier_id),
+        dossier_code=data.dossier_code,
+        procedure_code=data.procedure_code,
+        correlation_id=str(event.correlation_id),
+        form_kind=data.form_kind.value,
+        form=dict(data.form),
+        received_at=data.received_at,
+        due_at=data.due_at,
+    )
+    deadlines = ProcedureDeadlines(procedure, router.calendar)
+    decisions = routing.start(state, procedure, event.occurred_at, deadlines)
+    return Effect(_emit(router, state, decisions, event), router.store.saving(state))
+
+
+async def on_handoff_outcome(event: HandoffOutcome, ctx: Context[Router]) -> Effect:
+    """An agency answered a leg: decide what comes next (routing.on_outcome)."""
+    router = ctx.deps
+    state = router.store.load(str(event.dossier_id))
+    if state is None:
+        raise UnknownDossier(
+            f"no dossier {event.dossier_id} is being routed (outcome of step {event.data.step_id})"
         )
-        deadlines = ProcedureDeadlines(procedure, self.calendar)
-        decisions = routing.start(state, procedure, event.occurred_at, deadlines)
-        return Effect(self._emit(state, decisions, event), self.store.saving(state))
-
-    def on_handoff_outcome(self, event: HandoffOutcome) -> Effect:
-        state = self.store.load(str(event.dossier_id))
-        if state is None:
-            raise UnknownDossier(
-                f"no dossier {event.dossier_id} is being routed (outcome of step {event.data.step_id})"
-            )
-        procedure = self._procedure(state.procedure_code)
-        data = event.data
-        leg = state.legs.get(data.step_id)
-        if leg is not None and all(step.id != data.step_id for step in procedure.route):
-            raise CatalogMismatch(
-                f"procedure {procedure.code} has no step {data.step_id!r} in this router's catalog any more"
-            )
-        outcome = Outcome(
-            handoff_id=str(data.handoff_id),
-            step_id=data.step_id,
-            kind=data.kind.value,
-            occurred_at=event.occurred_at,
-            reason=data.reason,
-            result=dict(data.result),
+    procedure = router.procedure(state.procedure_code)
+    data = event.data
+    leg = state.legs.get(data.step_id)
+    if leg is not None and all(step.id != data.step_id for step in procedure.route):
+        raise CatalogMismatch(
+            f"procedure {procedure.code} has no step {data.step_id!r} in this router's catalog any more"
         )
-        decisions = routing.on_outcome(
-            state, procedure, outcome, ProcedureDeadlines(procedure, self.calendar)
-        )
-        if not decisions:
-            return Effect(write=self.store.saving(state))
-        return Effect(self._emit(state, decisions, event), self.store.saving(state))
+    outcome = Outcome(
+        handoff_id=str(data.handoff_id),
+        step_id=data.step_id,
+        kind=data.kind.value,
+        occurred_at=event.occurred_at,
+        reason=data.reason,
+        result=dict(data.result),
+    )
+    decisions = routing.on_outcome(state, procedure, outcome, ProcedureDeadlines(procedure, router.calendar))
+    if not decisions:
+        return Effect(write=router.store.saving(state))
+    return Effect(_emit(router, state, decisions, event), router.store.saving(state))
 
-    def _emit(self, state: DossierState, decisions: list[Decision], cause: Event) -> list[OutgoingRecord]:
-        return [self._record(state, decision, cause, index) for index, decision in enumerate(decisions)]
 
-    def _record(self, state: DossierState, decision: Decision, cause: Event, index: int) -> OutgoingRecord:
-        event_id = name_based_id(_EVENT_NAMESPACE, f"{cause.event_id}/{index}")
-        if isinstance(decision, RequestHandoff):
-            leg = decision.leg
-            requested = HandoffRequested.create(
-                data=HandoffRequestedData(
-                    handoff_id=UUID(leg.handoff_id),
-                    dossier_code=state.dossier_code,
-                    procedure_code=state.procedure_code,
-                    step_id=leg.step_id,
-                    agency=leg.agency,
-                    action=leg.action,
-                    form_kind=FormKind(state.form_kind),
-                    form=state.form,
-                    inputs=state.inputs(),
-                    leg_due_at=leg.due_at,
-                    dossier_due_at=state.due_at,
-                ),
-                occurred_at=leg.requested_at,
-                producer=PRODUCER,
-                caused_by=cause,
-                event_id=event_id,
-            )
-            return event_record(requested, requests_topic(leg.agency, self.prefix))
-        if isinstance(decision, ChangeStatus):
-            changed = DossierStatusChanged.create(
-                data=DossierStatusChangedData(
-                    dossier_code=state.dossier_code,
-                    procedure_code=state.procedure_code,
-                    status=decision.status,
-                    previous_status=decision.previous,
-                    holder=decision.holder,
-                    reason=decision.reason,
-                    clock_paused=decision.clock_paused,
-                ),
-                producer=PRODUCER,
-                caused_by=cause,
-                event_id=event_id,
-            )
-            return event_record(changed, self.prefix + DOSSIER_STATUS)
-        assert isinstance(decision, CloseDossier)
-        reason = decision.reason
-        if reason is None and decision.partial:
-            reason = "completed without the optional legs: " + ", ".join(
-                leg.step_id for leg in state.legs.values() if leg.status.value != "completed"
-            )
-        closed = DossierClosed.create(
-            data=DossierClosedData(
+HANDLERS: Handlers = {DossierReceived: on_dossier_received, HandoffOutcome: on_handoff_outcome}
+"""The router's events and their handlers."""
+
+
+def _emit(
+    router: Router, state: DossierState, decisions: list[Decision], cause: Event
+) -> list[OutgoingRecord]:
+    return [_record(router.prefix, state, decision, cause, index) for index, decision in enumerate(decisions)]
+
+
+def _record(prefix: str, state: DossierState, decision: Decision, cause: Event, index: int) -> OutgoingRecord:
+    event_id = name_based_id(_EVENT_NAMESPACE, f"{cause.event_id}/{index}")
+    if isinstance(decision, RequestHandoff):
+        leg = decision.leg
+        requested = HandoffRequested.create(
+            data=HandoffRequestedData(
+                handoff_id=UUID(leg.handoff_id),
                 dossier_code=state.dossier_code,
                 procedure_code=state.procedure_code,
-                final_status=decision.final_status,
-                result=ClosedResult(decision.result),
-                partial=decision.partial,
-                reason=reason,
-                closed_at=cause.occurred_at,
-                on_time=decision.on_time,
+                step_id=leg.step_id,
+                agency=leg.agency,
+                action=leg.action,
+                form_kind=FormKind(state.form_kind),
+                form=state.form,
+                inputs=state.inputs(),
+                leg_due_at=leg.due_at,
+                dossier_due_at=state.due_at,
+            ),
+            occurred_at=leg.requested_at,
+            producer=PRODUCER,
+            caused_by=cause,
+            event_id=event_id,
+        )
+        return event_record(requested, requests_topic(leg.agency, prefix))
+    if isinstance(decision, ChangeStatus):
+        changed = DossierStatusChanged.create(
+            data=DossierStatusChangedData(
+                dossier_code=state.dossier_code,
+                procedure_code=state.procedure_code,
+                status=decision.status,
+                previous_status=decision.previous,
+                holder=decision.holder,
+                reason=decision.reason,
+                clock_paused=decision.clock_paused,
             ),
             producer=PRODUCER,
             caused_by=cause,
             event_id=event_id,
         )
-        return event_record(closed, self.prefix + DOSSIER_CLOSED)
+        return event_record(changed, prefix + DOSSIER_STATUS)
+    assert isinstance(decision, CloseDossier)
+    reason = decision.reason
+    if reason is None and decision.partial:
+        reason = "completed without the optional legs: " + ", ".join(
+            leg.step_id for leg in state.legs.values() if leg.status.value != "completed"
+        )
+    closed = DossierClosed.create(
+        data=DossierClosedData(
+            dossier_code=state.dossier_code,
+            procedure_code=state.procedure_code,
+            final_status=decision.final_status,
+            result=ClosedResult(decision.result),
+            partial=decision.partial,
+            reason=reason,
+            closed_at=cause.occurred_at,
+            on_time=decision.on_time,
+        ),
+        producer=PRODUCER,
+        caused_by=cause,
+        event_id=event_id,
+    )
+    return event_record(closed, prefix + DOSSIER_CLOSED)

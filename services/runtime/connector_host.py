@@ -34,12 +34,11 @@ from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested,
 from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS, RetryTier, dlq_topic, requests_topic, retry_topic
 from services.runtime import headers
 from services.runtime.circuit import CircuitBreaker, CircuitState
-from services.runtime.consumer import Effect
+from services.runtime.consumer import Context, Effect, Handlers
 from services.runtime.deadletter import Failure, dead_letter
-from services.runtime.failures import FailureClass, classify, describe
+from services.runtime.failures import CallResult, CircuitEffect, FailureClass, classify_agency_call, describe
 from services.runtime.ids import name_based_id
-from services.runtime.metrics import METRICS, CallResult
-from services.runtime.metrics import CircuitState as CircuitMetric
+from services.runtime.metrics import METRICS
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import ReceivedRecord, event_record
 from services.runtime.retry import BlipRetry, call_with_blip_retries
@@ -233,13 +232,6 @@ def as_request(event: HandoffRequested) -> HandoffRequest:
     )
 
 
-_CALL_RESULTS = {
-    FailureClass.TRANSIENT: CallResult.TRANSIENT,
-    FailureClass.BUSINESS: CallResult.REJECTED,
-    FailureClass.PROTOCOL: CallResult.PROTOCOL,
-}
-
-
 class ConnectorHost:
     def __init__(
         self, connector: Connector, store: HandoffStore, relay: OutboxRelay, settings: HostSettings
@@ -276,7 +268,7 @@ class ConnectorHost:
 
     def _circuit_changed(self, state: CircuitState) -> None:
         log.warning("circuit of %s is now %s", self.agency.value, state.name.lower())
-        self.metrics.circuit(CircuitMetric(int(state)))
+        self.metrics.circuit(state)
 
     def _should_handle(self, event: HandoffRequested, record: ReceivedRecord) -> bool:
         row = self.store.handoff(str(event.data.handoff_id))
@@ -289,6 +281,8 @@ class ConnectorHost:
         return False  # pending (being polled) or settled
 
     async def on_request(self, event: Event, record: ReceivedRecord) -> Effect:
+        """One handoff request, as it was delivered (the record's headers tell a replay and a delay
+        tier's copy; the record is what a delay tier or a dead letter copies)."""
         if not isinstance(event, HandoffRequested) or event.data.agency is not self.agency:
             raise WrongAgency(f"{event.event_type} for another agency on the {self.agency.value} topic")
         if not self._should_handle(event, record):
@@ -315,26 +309,29 @@ class ConnectorHost:
         return self._settle_answer(event, result, record)
 
     def _failed(self, request: HandoffRequested, record: ReceivedRecord, error: Exception) -> Effect:
-        """What a failed agency call means for the handoff, by the failure table."""
-        failure = classify(error)
-        if failure is FailureClass.INFRASTRUCTURE:  # an OS-level error on the way to the agency
-            failure = FailureClass.TRANSIENT
-        self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
-        if failure is FailureClass.BUSINESS:
-            self.breaker.record_success()  # the agency answered
+        """What a failed agency call means for the handoff: its row of the failure table."""
+        failure = classify_agency_call(error)
+        self.metrics.called(failure.call_result)
+        self._tell_breaker(failure.circuit)
+        if failure.failure_class is FailureClass.BUSINESS:
             assert isinstance(error, AgencyRejected)
             return self._settle_answer(request, Rejected(reason=error.reason), record)
-        if failure is FailureClass.TRANSIENT:
-            self.breaker.record_failure()
+        if failure.delayed:
             return self._delay(request, record, error)
-        # An answer that proves nothing about the agency's health: it ends a probe, closes nothing.
-        self.breaker.record_inconclusive()
         log.warning(
             "connector %s failed on %s (%s): %s",
-            self.agency.value, request.data.action, failure.value, describe(error, 300),
-            exc_info=failure is FailureClass.INTERNAL,
+            self.agency.value, request.data.action, failure.error_class, describe(error, 300),
+            exc_info=failure.failure_class is FailureClass.INTERNAL,
         )  # fmt: skip
-        return self._dead_letter(request, record, failure, error)
+        return self._dead_letter(request, record, failure.failure_class, error)
+
+    def _tell_breaker(self, effect: CircuitEffect) -> None:
+        if effect is CircuitEffect.FAILURE:
+            self.breaker.record_failure()
+        elif effect is CircuitEffect.SUCCESS:
+            self.breaker.record_success()
+        elif effect is CircuitEffect.INCONCLUSIVE:
+            self.breaker.record_inconclusive()
 
     def _settle_answer(
         self, request: HandoffRequested, result: HandoffResult, record: ReceivedRecord
@@ -562,18 +559,18 @@ class ConnectorHost:
 
     def _poll_failed(self, due: DuePoll, error: Exception) -> Effect:
         """A failed poll costs the job one of its failure budget; past it the handoff is stuck."""
-        failure = classify(error)
-        if failure is FailureClass.INFRASTRUCTURE:
-            failure = FailureClass.TRANSIENT
-        self.metrics.called(_CALL_RESULTS.get(failure, CallResult.PROTOCOL))
+        failure = classify_agency_call(error)
+        self.metrics.called(failure.call_result)
         failures = due.failures + 1
         first_failure = due.first_failure_at or datetime.now(UTC).isoformat()
         if failures >= self.settings.poll_failure_budget:
-            return self._poll_dead_letter(due, failure, error, attempts=failures, first_failure=first_failure)
+            return self._poll_dead_letter(
+                due, failure.failure_class, error, attempts=failures, first_failure=first_failure
+            )
         wait = min(self.settings.poll_retry_s * 2 ** (failures - 1), self.settings.poll_retry_max_s)
         log.warning(
             "polling a %s handoff failed (%d of %d allowed, %s): %s; next poll in %.0f s",
-            self.agency.value, failures, self.settings.poll_failure_budget, failure.value,
+            self.agency.value, failures, self.settings.poll_failure_budget, failure.error_class,
             describe(error, 200), wait,
         )  # fmt: skip
         return Effect(
@@ -641,3 +638,12 @@ class ConnectorHost:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._newly_pending.wait()
+
+
+async def on_handoff_requested(event: HandoffRequested, ctx: Context[ConnectorHost]) -> Effect:
+    """Carry out a handoff at the agency: the connector host decides everything (the class above)."""
+    return await ctx.deps.on_request(event, ctx.delivery.record)
+
+
+HANDLERS: Handlers = {HandoffRequested: on_handoff_requested}
+"""The connector's one event and its handler."""

@@ -1,7 +1,12 @@
 """The one consume path every service uses: parse, dead-letter poison, dedupe, handle, commit, ack.
 
+A service gives its consumer a map of handlers, ``{DossierReceived: on_dossier_received, ...}``: the
+consumer accepts the event types of the map and calls the one of each event with the event and a
+small :class:`Context` (the service's own dependencies, and how the event was delivered). A handler
+never sees the Kafka record: what it decides comes back as an :class:`Effect`.
+
 For each record: the runtime parses it as an event (a record that does not parse, or is not an event
-this consumer accepts, goes to the dead-letter topic with the reason and never reaches the handler);
+this consumer accepts, goes to the dead-letter topic with the reason and never reaches a handler);
 an event already processed is skipped; the handler decides; its writes, the event id and what it
 emits are committed atomically (the records of one poll share a transaction: see
 :mod:`services.runtime.store`); only then is the Kafka offset committed. A failure of the
@@ -18,11 +23,11 @@ import contextlib
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
@@ -36,12 +41,12 @@ from schemas.events import parse_event
 from schemas.topics import dlq_topic
 from services.runtime import headers, signing
 from services.runtime.deadletter import Failure, dead_letter
-from services.runtime.failures import classify, describe
-from services.runtime.metrics import METRICS, ErrorClass, Service
+from services.runtime.failures import FailureClass, classify, describe
+from services.runtime.metrics import METRICS, Service
 from services.runtime.offsets import BackgroundCommitter
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.records import BatchParser, ReceivedRecord, raw_body
-from services.runtime.signing import SignatureError, Verifier
+from services.runtime.signing import Verifier
 from services.runtime.store import ProcessingStore, Write
 from services.runtime.tracing import handling, tracing_enabled
 
@@ -72,7 +77,38 @@ class Effect:
     write: Write | None = None
 
 
-Handler = Callable[[Event, ReceivedRecord], Awaitable[Effect]]
+@dataclass(frozen=True)
+class Delivery:
+    """How an event arrived: what the connector host needs to know of a copy (the replay or the delay
+    tier it came through), and the record itself, for the runtime's copies of it (its next delay
+    tier, its dead letter); no handler reads the record's fields."""
+
+    record: ReceivedRecord
+
+    @property
+    def replay_id(self) -> str | None:
+        return self.record.headers.get(headers.REPLAY_ID)
+
+    @property
+    def retry_attempt(self) -> int:
+        """0 on the request topic, 1 on the first delay tier, …"""
+        return self.record.header_int(headers.RETRY_ATTEMPT)
+
+
+D = TypeVar("D")
+
+
+@dataclass(frozen=True)
+class Context(Generic[D]):
+    """What a handler gets beside its event: the service's dependencies and the delivery."""
+
+    deps: D
+    delivery: Delivery
+
+
+Handler = Callable[[Any, Context[Any]], Awaitable[Effect]]
+Handlers = Mapping[type[Event], Handler]
+"""Event type → its handler: the events a consumer accepts are the keys."""
 
 
 def dedupe_key(event: Event, record: ReceivedRecord) -> str:
@@ -89,7 +125,7 @@ def dedupe_key(event: Event, record: ReceivedRecord) -> str:
 _AGENCY_TOPIC = re.compile(r"handoff\.([a-z_]+)\.(?:requested|retry)")
 
 
-def _count_dead_letter(topic: str, error_class: ErrorClass) -> None:
+def _count_dead_letter(topic: str, error_class: FailureClass) -> None:
     """Count a dead letter in ``lienthong_dead_letters_total``, under the agency whose topic it is."""
     match = _AGENCY_TOPIC.search(topic)
     if match is not None and match.group(1) in {a.value for a in Agency}:
@@ -105,7 +141,8 @@ class EventConsumer:
         store: ProcessingStore,
         relay: OutboxRelay,
         group_id: str,
-        accepts: Sequence[type[Event]],
+        handlers: Handlers,
+        deps: object = None,
         service: Service | str | None = None,
         failure_backoff_s: float = 1.0,
         observes: Sequence[str] = (),
@@ -114,7 +151,9 @@ class EventConsumer:
         verifier: Verifier | Literal["env"] | None = "env",
         gather_ms: int = 0,
     ) -> None:
-        """``observes``: topics this consumer only watches; their owner dead-letters their poison, so
+        """``handlers``: the event types this consumer accepts and the handler of each, called with the
+        event and a :class:`Context` holding ``deps`` (the service's dependencies). ``observes``: topics
+        this consumer only watches; their owner dead-letters their poison, so
         here it is logged and skipped, never dead-lettered a second time. ``dlq_for``: the dead-letter
         topic of a consumed topic. ``on_poison``: told the error class of each dead letter (metrics).
         ``verifier``: checks every event's signature (by default the process's, from
@@ -124,7 +163,9 @@ class EventConsumer:
         self.store = store
         self.relay = relay
         self.group_id = group_id
-        self.accepts = tuple(accepts)
+        self.handlers = dict(handlers)
+        self.accepts = tuple(self.handlers)
+        self.deps = deps
         self.failure_backoff_s = failure_backoff_s
         self.observes = frozenset(observes)
         self.dlq_for = dlq_for
@@ -142,9 +183,7 @@ class EventConsumer:
         self._subscribers: list[Any] = []
         self._failed_polls: dict[Any, int] = {}
 
-    def subscribe(
-        self, broker: KafkaBroker, topics: Sequence[str], handler: Handler, *, description: str
-    ) -> None:
+    def subscribe(self, broker: KafkaBroker, topics: Sequence[str], *, description: str) -> None:
         # Each poll's records come as one batch and are processed in order, each exactly as alone.
         # MANUAL: FastStream neither commits (its ack awaits a commit, a broker round trip) nor
         # auto-commits what was merely fetched: each stored record's offset is marked and committed in
@@ -176,7 +215,7 @@ class EventConsumer:
                 with self.store.grouped() as group:
                     for record in raw if isinstance(raw, tuple) else (raw,):
                         received = ReceivedRecord.from_consumer_record(record, self.group_id)
-                        await self.process(received, handler)
+                        await self.process(received)
                         group.when_durable(partial(self._stored, mark, record))
             except Exception:
                 await message.nack()
@@ -255,17 +294,19 @@ class EventConsumer:
         return event
 
     def _poison(self, record: ReceivedRecord, error: EventContractError) -> list[OutgoingRecord]:
-        error_class = ErrorClass.SIGNATURE if isinstance(error, SignatureError) else ErrorClass.POISON
+        error_class = classify(error).failure_class  # signature or poison
         self.metrics.poison_records.inc()
         return self._dead_letter(record, error_class, error)
 
     def _dead_letter(
-        self, record: ReceivedRecord, error_class: ErrorClass, error: BaseException
+        self, record: ReceivedRecord, error_class: FailureClass, error: BaseException
     ) -> list[OutgoingRecord]:
         """The dead letter of a record this consumer cannot act on, counted and logged; nothing for a
         record of a topic it only observes (its owner dead-letters it)."""
         owned = record.topic not in self.observes
-        what = {ErrorClass.SIGNATURE: "badly signed", ErrorClass.POISON: "poison"}.get(error_class, "failed")
+        what = {FailureClass.SIGNATURE: "badly signed", FailureClass.POISON: "poison"}.get(
+            error_class, "failed"
+        )
         log.warning(
             "%s record %s: %s",
             what,
@@ -282,14 +323,14 @@ class EventConsumer:
         failure = Failure(error_class.value, error)
         return [dead_letter(record, failure, topic=self.dlq_for(record.topic))]
 
-    async def process(self, record: ReceivedRecord, handler: Handler) -> None:
+    async def process(self, record: ReceivedRecord) -> None:
         """Parse, dedupe, handle and store one record (inside its trace when tracing is on)."""
         if not tracing_enabled():
-            return await self._process(record, handler)
+            return await self._process(record)
         with handling(record.topic, record.headers, self.group_id, self.service):
-            return await self._process(record, handler)
+            return await self._process(record)
 
-    async def _process(self, record: ReceivedRecord, handler: Handler) -> None:
+    async def _process(self, record: ReceivedRecord) -> None:
         try:
             event = self.parse(record)
         except EventContractError as error:
@@ -302,7 +343,8 @@ class EventConsumer:
         if self.store.was_processed(key):
             return
         try:
-            effect = await handler(event, record)
+            handler = self.handlers[type(event)]
+            effect = await handler(event, Context(self.deps, Delivery(record)))
         except EventContractError as error:  # valid JSON, but nothing this service can act on
             effect = Effect(emitted=self._poison(record, error))
         except Exception as error:
@@ -313,7 +355,7 @@ class EventConsumer:
                 await self._back_off(event)
                 raise
             log.exception("handling %s raised; the record is dead-lettered", event.event_type)
-            effect = Effect(emitted=self._dead_letter(record, ErrorClass.INTERNAL, error))
+            effect = Effect(emitted=self._dead_letter(record, classify(error).failure_class, error))
         try:
             self.store.commit(key, effect.emitted, effect.write)
         except Exception:

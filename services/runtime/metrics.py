@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
@@ -32,6 +32,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Enum, Gauge,
 from schemas.agencies import AGENCY_ACTIONS, Agency, is_known_action
 from schemas.events import EVENT_TYPES, Channel, ClosedResult, OutcomeKind
 from schemas.topics import RETRY_TIERS
+from services.runtime.circuit import CircuitState
+from services.runtime.failures import DEAD_LETTER_CLASSES, CallResult, FailureClass
 
 # --- bounded label values ---------------------------------------------------------------------
 
@@ -45,34 +47,7 @@ class Service(StrEnum):
     CONNECTOR = "connector"
 
 
-class ErrorClass(StrEnum):
-    """Why a record was dead-lettered."""
-
-    POISON = "poison"  # unparseable, schema-invalid, unknown type or version, oversized
-    TRANSIENT = "transient"  # the agency stayed unavailable through every retry tier
-    PROTOCOL = "protocol"  # the agency answered something our adapter cannot read
-    INTERNAL = "internal"  # a bug of ours: an unexpected exception in a handler
-    SIGNATURE = "signature"  # a missing or invalid event signature
-
-
-class CallResult(StrEnum):
-    """How one call to an agency system ended (each attempt counts, retries included)."""
-
-    OK = "ok"  # an answer: completed, pending or waiting on the citizen
-    REJECTED = "rejected"  # a business refusal: a correct answer, not a technical failure
-    TRANSIENT = "transient"  # timeout, connection refused, 5xx, 429
-    PROTOCOL = "protocol"  # an answer the adapter cannot read
-
-
 TECHNICAL_FAILURES: Final[frozenset[CallResult]] = frozenset({CallResult.TRANSIENT, CallResult.PROTOCOL})
-
-
-class CircuitState(IntEnum):
-    """The states of ``lienthong_circuit_state`` (one series per state: 1 for the current one)."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
 
 
 class DossierState(StrEnum):
@@ -408,7 +383,7 @@ class AgencyMetrics:
     calls: Mapping[CallResult, Counter]
     blip_retries: Counter
     delayed_retries: Mapping[str, Counter]  # by tier name
-    dead_letters: Mapping[ErrorClass, Counter]
+    dead_letters: Mapping[FailureClass, Counter]
     circuit_state: Enum
     circuit_opened: Counter
 
@@ -421,8 +396,8 @@ class AgencyMetrics:
     def sent_to_tier(self, tier: str) -> None:
         self.delayed_retries[tier].inc()
 
-    def dead_lettered(self, error_class: ErrorClass | str) -> None:
-        self.dead_letters[ErrorClass(error_class)].inc()
+    def dead_lettered(self, error_class: FailureClass | str) -> None:
+        self.dead_letters[FailureClass(error_class)].inc()
 
     def circuit(self, state: CircuitState) -> None:
         """Record a circuit-breaker transition (opening counts in ``lienthong_circuit_open_total``)."""
@@ -512,7 +487,9 @@ class Metrics:
                 calls={result: self.agency_calls.labels(name, result.value) for result in CallResult},
                 blip_retries=self.agency_call_retries.labels(name),
                 delayed_retries={tier: self.delayed_retries.labels(name, tier) for tier in RETRY_TIER_NAMES},
-                dead_letters={error: self.dead_letters.labels(name, error.value) for error in ErrorClass},
+                dead_letters={
+                    error: self.dead_letters.labels(name, error.value) for error in DEAD_LETTER_CLASSES
+                },
                 circuit_state=self.circuit_state.labels(name),
                 circuit_opened=self.circuit_opened.labels(name),
             )
@@ -538,9 +515,9 @@ class Metrics:
 
     # less frequent updates: checked label values
 
-    def dead_lettered_without_agency(self, error_class: ErrorClass | str) -> None:
+    def dead_lettered_without_agency(self, error_class: FailureClass | str) -> None:
         """A dead letter from a topic of no agency (a core service's own input)."""
-        self.dead_letters.labels(NO_AGENCY, ErrorClass(error_class).value).inc()
+        self.dead_letters.labels(NO_AGENCY, FailureClass(error_class).value).inc()
 
     def loop_restarted(self, service: Service | str, loop: str) -> None:
         """A background loop of ``service`` died and is being restarted."""

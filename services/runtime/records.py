@@ -41,7 +41,7 @@ class BatchParser:
         self.consumer = consumer
 
     async def __call__(self, records: tuple[ConsumerRecord[bytes, bytes], ...]) -> StreamMessage[Any]:
-        batch = records if isinstance(records, tuple) else (records,)
+        batch = tuple(records) if isinstance(records, (tuple, list)) else (records,)
         batch_headers = [decode_headers(record.headers)[0] for record in batch]
         headers = batch_headers[0] if batch_headers else {}
         first, last = (batch[0], batch[-1]) if batch else (None, None)

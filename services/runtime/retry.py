@@ -14,13 +14,14 @@ from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
 
 from connectors.errors import AgencyUnavailable
+from services.runtime.failures import classify_agency_call
 
 T = TypeVar("T")
 
@@ -42,6 +43,10 @@ async def _timed(call: Callable[[], Awaitable[T]], timeout_s: float, agency: str
         raise AgencyUnavailable(f"no answer within {timeout_s:g} s", agency=agency) from None
 
 
+def _retried(error: BaseException) -> bool:
+    return classify_agency_call(error).retried_in_process
+
+
 async def call_with_blip_retries(
     call: Callable[[], Awaitable[T]],
     policy: BlipRetry,
@@ -49,18 +54,19 @@ async def call_with_blip_retries(
     agency: str = "",
     on_retry: Callable[[], None] | None = None,
 ) -> tuple[T, int]:
-    """``call()`` with a timeout, retried on :class:`AgencyUnavailable`; returns (result, attempts)."""
+    """``call()`` with a timeout, retried while its failure's row of the failure table says so (a
+    transient one); returns (result, attempts)."""
     try:
         return await _timed(call, policy.call_timeout_s, agency), 1
-    except AgencyUnavailable:
-        if policy.attempts <= 1:
+    except Exception as error:
+        if policy.attempts <= 1 or not _retried(error):
             raise
     attempts = 1
     await asyncio.sleep(policy.first_wait_s)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.attempts - 1) | stop_after_delay(policy.within_s),
         wait=wait_random_exponential(multiplier=policy.first_wait_s, max=policy.max_wait_s),
-        retry=retry_if_exception_type(AgencyUnavailable),
+        retry=retry_if_exception(_retried),
         reraise=True,
     )
     async for attempt in retrying:

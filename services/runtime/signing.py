@@ -31,7 +31,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 
 from schemas.envelope import CE_KEYID, CE_SIGNATURE, Event
-from schemas.errors import EventContractError
+from schemas.errors import SignatureError
 from services.runtime.keys import SigningKey, TrustedKey, load_signing_key, load_trust_store
 from services.runtime.settings import SigningSettings
 
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 
 __all__ = ["CE_KEYID", "CE_SIGNATURE", "SignatureError", "Signer", "Verifier", "canonical_form"]
-
-
-class SignatureError(EventContractError):
-    """An event whose signature is missing, made by a key we do not trust, or wrong."""
 
 
 class SigningMismatch(ValueError):

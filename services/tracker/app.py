@@ -10,13 +10,6 @@ from pydantic import Field
 
 from schemas.agencies import Agency
 from schemas.catalog import load_catalog
-from schemas.events import (
-    DossierClosed,
-    DossierReceived,
-    DossierStatusChanged,
-    HandoffOutcome,
-    HandoffRequested,
-)
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
 from services.runtime.consumer import EventConsumer
@@ -60,7 +53,8 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         store=store,
         relay=relay,
         group_id=f"{settings.topic_prefix}tracker",
-        accepts=(DossierReceived, DossierStatusChanged, DossierClosed, HandoffRequested, HandoffOutcome),
+        handlers=counting_closures(projection.HANDLERS, store),
+        deps=store,
         gather_ms=250,  # the supervision views may lag the dossiers by a quarter of a second
         # The router and the connectors own these topics and dead-letter their poison.
         observes=[settings.topic_prefix + t for t in (DOSSIER_RECEIVED, HANDOFF_OUTCOME)]
@@ -69,7 +63,6 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
     consumer.subscribe(
         broker,
         tracker_topics(settings.topic_prefix),
-        counting_closures(projection.on_event, store),
         description="Every dossier event, handoff request and outcome, projected for supervision.",
     )
     calendar = default_calendar()
@@ -89,6 +82,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         loops=[relay.run, refresh_gauges, consumer.keep_polling],
         kafka=settings,
     )
+    app.state.store = store
     app.include_router(build_api(store, catalog, now, calendar=calendar, waiting_alert=waiting_alert))
     # The supervision page for the center's staff (HTML), with its replay action.
     page = build_page(

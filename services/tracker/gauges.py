@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from schemas.agencies import Agency
-from schemas.envelope import Event
 from schemas.events import DossierClosed
-from services.runtime.consumer import Effect, Handler
+from services.runtime.consumer import Context, Effect, Handlers
 from services.runtime.metrics import METRICS, DossierState, LegState, Metrics, RatioScope
-from services.runtime.records import ReceivedRecord
 from services.tracker.store import SqliteTrackerStore
 from services.tracker.tally import Tally
 from services.tracker.views import TrackerViews
@@ -167,14 +165,15 @@ async def refresh_loop(views: TrackerViews, interval_s: float = DEFAULT_INTERVAL
         await asyncio.sleep(interval_s)
 
 
-def counting_closures(handler: Handler, store: SqliteTrackerStore, metrics: Metrics = METRICS) -> Handler:
-    """Wraps the projection's handler: a ``DossierClosed`` that closes a dossier for the first time
-    counts in ``lienthong_dossiers_closed_total`` once its transaction committed."""
+def counting_closures(handlers: Handlers, store: SqliteTrackerStore, metrics: Metrics = METRICS) -> Handlers:
+    """The tracker's handlers, the one of ``DossierClosed`` wrapped: a closing that closes a dossier for
+    the first time counts in ``lienthong_dossiers_closed_total`` once its transaction committed."""
+    on_closed = handlers[DossierClosed]
 
-    async def handle(event: Event, record: ReceivedRecord) -> Effect:
-        effect = await handler(event, record)
+    async def handle(event: DossierClosed, ctx: Context[Any]) -> Effect:
+        effect = await on_closed(event, ctx)
         inner = effect.write
-        if not isinstance(event, DossierClosed) or inner is None:
+        if inner is None:
             return effect
         data = event.data
 
@@ -193,4 +192,4 @@ def counting_closures(handler: Handler, store: SqliteTrackerStore, metrics: Metr
 
         return Effect(emitted=effect.emitted, write=write)
 
-    return handle
+    return {**handlers, DossierClosed: handle}

@@ -32,8 +32,7 @@ from schemas.events import (
     OutcomeKind,
 )
 from schemas.workdays import VN_TZ
-from services.runtime.consumer import Effect
-from services.runtime.records import ReceivedRecord
+from services.runtime.consumer import Context, Effect, Handlers
 from services.runtime.store import Write
 from services.tracker import audit
 from services.tracker.store import to_text
@@ -50,36 +49,67 @@ def mask_citizen_id(citizen_id: str) -> str:
 def write_for(event: Event) -> Write:
     """The projection write of one event (run inside the runtime's transaction)."""
     if isinstance(event, DossierReceived):
-        return lambda conn: on_dossier_received(conn, event)
+        return lambda conn: write_dossier_received(conn, event)
     if isinstance(event, HandoffRequested):
-        return lambda conn: on_handoff_requested(conn, event)
+        return lambda conn: write_handoff_requested(conn, event)
     if isinstance(event, HandoffOutcome):
-        return lambda conn: on_handoff_outcome(conn, event)
+        return lambda conn: write_handoff_outcome(conn, event)
     if isinstance(event, DossierStatusChanged):
-        return lambda conn: on_dossier_status_changed(conn, event)
+        return lambda conn: write_dossier_status_changed(conn, event)
     if isinstance(event, DossierClosed):
-        return lambda conn: on_dossier_closed(conn, event)
+        return lambda conn: write_dossier_closed(conn, event)
     raise EventContractError(f"the tracker does not project {event.event_type}")
 
 
-async def on_event(event: Event, record: ReceivedRecord) -> Effect:
-    """The tracker's handler for the shared consumer: it writes, it never emits. Handoffs and outcomes
-    are also appended to the hash-chained handoff log, in the same transaction."""
+def _logged(event: HandoffRequested | HandoffOutcome) -> Write:
+    """The projection write of a handoff event, and its entry in the hash-chained handoff log, in
+    the same transaction."""
     write = write_for(event)
-    if not isinstance(event, HandoffRequested | HandoffOutcome):
-        return Effect(write=write)
 
     def write_and_log(conn: sqlite3.Connection) -> None:
         write(conn)
         audit.append(conn, event)
 
-    return Effect(write=write_and_log)
+    return write_and_log
+
+
+# The tracker's handlers: each event becomes its write (it emits nothing).
+
+
+async def on_dossier_received(event: DossierReceived, ctx: Context[object]) -> Effect:
+    return Effect(write=write_for(event))
+
+
+async def on_handoff_requested(event: HandoffRequested, ctx: Context[object]) -> Effect:
+    return Effect(write=_logged(event))
+
+
+async def on_handoff_outcome(event: HandoffOutcome, ctx: Context[object]) -> Effect:
+    return Effect(write=_logged(event))
+
+
+async def on_dossier_status_changed(event: DossierStatusChanged, ctx: Context[object]) -> Effect:
+    return Effect(write=write_for(event))
+
+
+async def on_dossier_closed(event: DossierClosed, ctx: Context[object]) -> Effect:
+    return Effect(write=write_for(event))
+
+
+HANDLERS: Handlers = {
+    DossierReceived: on_dossier_received,
+    HandoffRequested: on_handoff_requested,
+    HandoffOutcome: on_handoff_outcome,
+    DossierStatusChanged: on_dossier_status_changed,
+    DossierClosed: on_dossier_closed,
+}
+"""The tracker's events and their handlers."""
 
 
 # --- the writes -------------------------------------------------------------------------------
 
 
-def on_dossier_received(conn: sqlite3.Connection, event: DossierReceived) -> None:
+def write_dossier_received(conn: sqlite3.Connection, event: DossierReceived) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)
@@ -112,7 +142,7 @@ def on_dossier_received(conn: sqlite3.Connection, event: DossierReceived) -> Non
     )
 
 
-def on_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -> None:
+def write_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -> None:
     data = event.data
     _touch(conn, event, data.dossier_code, data.procedure_code)
     at = to_text(event.occurred_at)
@@ -155,7 +185,7 @@ def on_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -> N
     )
 
 
-def on_handoff_outcome(conn: sqlite3.Connection, event: HandoffOutcome) -> None:
+def write_handoff_outcome(conn: sqlite3.Connection, event: HandoffOutcome) -> None:
     data = event.data
     _touch(conn, event, None, None)
     at = to_text(event.occurred_at)
@@ -194,7 +224,7 @@ def on_handoff_outcome(conn: sqlite3.Connection, event: HandoffOutcome) -> None:
     _timeline(conn, event, _outcome_summary(event))
 
 
-def on_dossier_status_changed(conn: sqlite3.Connection, event: DossierStatusChanged) -> None:
+def write_dossier_status_changed(conn: sqlite3.Connection, event: DossierStatusChanged) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)
@@ -214,7 +244,7 @@ def on_dossier_status_changed(conn: sqlite3.Connection, event: DossierStatusChan
     _timeline(conn, event, text)
 
 
-def on_dossier_closed(conn: sqlite3.Connection, event: DossierClosed) -> None:
+def write_dossier_closed(conn: sqlite3.Connection, event: DossierClosed) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)

@@ -15,10 +15,10 @@ from aiokafka.errors import KafkaError
 from schemas.envelope import Event
 from schemas.events import DossierReceived
 from services.runtime import consumer as consumer_module
-from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.kafka import make_broker
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.records import event_record
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import SqliteProcessingStore
 from tests.factories import dossier_received
@@ -37,7 +37,7 @@ async def test_a_consumer_failing_every_poll_is_started_again(
 
     handled: list[Event] = []
 
-    async def handle(event: Event, record: ReceivedRecord) -> Effect:
+    async def handle(event: Event, ctx: Context[Any]) -> Effect:
         handled.append(event)
         return Effect()
 
@@ -45,11 +45,11 @@ async def test_a_consumer_failing_every_poll_is_started_again(
         store=store,
         relay=OutboxRelay(store.outbox, nothing),
         group_id=f"{topic_prefix}router",
-        accepts=(DossierReceived,),
+        handlers={DossierReceived: lambda event, ctx: handle(event, ctx)},
         verifier=None,
     )
     broker = make_broker(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="broken-consumer")
-    consumer.subscribe(broker, [topic], handle, description="broken consumer")
+    consumer.subscribe(broker, [topic], description="broken consumer")
     (subscriber,) = consumer._subscribers
     async with broker:
         await broker.start()

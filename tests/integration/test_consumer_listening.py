@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import Event
 from schemas.events import DossierReceived
-from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.kafka import make_broker
 from services.runtime.outbox import OutboxRelay
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.records import event_record
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import SqliteProcessingStore
 from tests.factories import dossier_received
@@ -33,17 +33,17 @@ async def test_faststream_polls_through_the_listening_poll_and_an_idle_consumer_
         store=store,
         relay=OutboxRelay(store.outbox, unused),
         group_id=f"{topic_prefix}router",
-        accepts=(DossierReceived,),
+        handlers={DossierReceived: lambda event, ctx: handle(event, ctx)},
         verifier=None,
     )
     handled: list[Event] = []
 
-    async def handle(event: Event, record: ReceivedRecord) -> Effect:
+    async def handle(event: Event, ctx: Context[Any]) -> Effect:
         handled.append(event)
         return Effect()
 
     broker = make_broker(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="listening")
-    consumer.subscribe(broker, [topic], handle, description="listening test")
+    consumer.subscribe(broker, [topic], description="listening test")
     async with broker:
         await broker.start()
 

@@ -19,11 +19,11 @@ from schemas.envelope import Event
 from schemas.events import DossierReceived
 from schemas.topics import DOSSIER_RECEIVED, all_topics, dlq_topic
 from services.runtime import deadletter
-from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.dlq import read_dead_letters
 from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import Service
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.records import event_record
 from services.runtime.settings import ServiceSettings
 from services.runtime.store import SqliteProcessingStore
 from services.runtime.topics_admin import ensure_topics
@@ -63,12 +63,12 @@ class Router:
             store=self.store,
             relay=self.relay,
             group_id=prefix + "router",
-            accepts=(DossierReceived,),
+            handlers={DossierReceived: lambda event, ctx: self.handle(event, ctx)},
             verifier=None,
         )
-        consumer.subscribe(self.broker, [self.topic], self.handle, description="interop")
+        consumer.subscribe(self.broker, [self.topic], description="interop")
 
-    async def handle(self, event: Event, record: ReceivedRecord) -> Effect:
+    async def handle(self, event: Event, ctx: Context[Any]) -> Effect:
         self.handled.append(event)
         return Effect()
 

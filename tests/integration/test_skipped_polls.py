@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.envelope import Event
 from schemas.events import DossierReceived
-from services.runtime.consumer import Effect, EventConsumer
+from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.kafka import make_broker
 from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.records import event_record
 from services.runtime.settings import KafkaSettings
 from services.runtime.store import SqliteProcessingStore
 from tests.factories import dossier_received
@@ -39,7 +40,7 @@ async def test_a_poll_of_duplicates_only_commits_its_offsets(
 
     handled: list[Event] = []
 
-    async def handle(event: Event, record: ReceivedRecord) -> Effect:
+    async def handle(event: Event, ctx: Context[Any]) -> Effect:
         handled.append(event)
         return Effect()
 
@@ -47,11 +48,11 @@ async def test_a_poll_of_duplicates_only_commits_its_offsets(
         store=store,
         relay=OutboxRelay(store.outbox, nothing),
         group_id=group,
-        accepts=(DossierReceived,),
+        handlers={DossierReceived: lambda event, ctx: handle(event, ctx)},
         verifier=None,
     )
     broker = make_broker(KafkaSettings(bootstrap_servers=kafka_bootstrap), client_id="skipped-polls")
-    consumer.subscribe(broker, [topic], handle, description="skipped polls")
+    consumer.subscribe(broker, [topic], description="skipped polls")
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:

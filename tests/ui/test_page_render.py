@@ -25,8 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 class Page:
-    def __init__(self, path: Path) -> None:
-        self.tracker = Tracker(path)
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
         self.replayed: list[list[dlq.DeadLetter]] = []
 
         async def replayer(_: str, letters: Sequence[dlq.DeadLetter]) -> dlq.ReplayReport:
@@ -54,10 +54,12 @@ class Page:
 
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Page]:
-    made = Page(tmp_path / "tracker.db")
+    tracker = Tracker(tmp_path / "tracker.db")
+    await tracker.start()
+    made = Page(tracker)
     yield made
     await made.http.aclose()
-    await made.tracker.http.aclose()
+    await tracker.stop()
 
 
 async def stuck_birth(page: Page) -> DossierReceived:

@@ -67,9 +67,19 @@ def make_host(tmp_path: Path, connector: Connector) -> ConnectorHost:
     return ConnectorHost(connector, store, relay, HostSettings(blip_retry=fast, poll_interval_s=0.0))
 
 
+async def routed(path: Path, received: Event) -> list[Event]:
+    """What the router emits for ``received`` (its real wiring, in memory)."""
+    router = RouterHarness(path)
+    await router.service.start()
+    try:
+        return await router.feed(received)
+    finally:
+        await router.service.stop()
+
+
 @pytest.fixture
 async def marriage_request(tmp_path: Path) -> HandoffRequested:
-    emitted = await RouterHarness(tmp_path / "router.db").feed(dossier_received("9.900005"))
+    emitted = await routed(tmp_path / "router" / "router.db", dossier_received("9.900005"))
     return requests(emitted)["register_marriage"]
 
 
@@ -201,7 +211,7 @@ async def test_an_open_circuit_sends_requests_to_the_tier_without_calling(
     host = make_host(tmp_path, connector)
     host.breaker.threshold = 1
     await handle(host, marriage_request)  # three failed calls: the circuit opens
-    other = await RouterHarness(tmp_path / "r2.db").feed(dossier_received("9.900005"))
+    other = await routed(tmp_path / "r2" / "router.db", dossier_received("9.900005"))
     second = requests(other)["register_marriage"]
     [delayed] = await handle(host, second)
     assert delayed.topic.endswith(".retry.10s") and "circuit" in delayed.headers[headers.LAST_ERROR]

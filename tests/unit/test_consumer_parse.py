@@ -21,13 +21,17 @@ from tests.factories import dossier_received
 TOPIC = "t.dossier.received"
 
 
+async def refuse_to_handle(event: object, ctx: object) -> Any:
+    raise AssertionError("these tests only parse")
+
+
 @pytest.fixture
 def consumer() -> EventConsumer:
     return EventConsumer(
         store=cast(Any, None),
         relay=cast(Any, None),
         group_id="t.router",
-        accepts=(DossierReceived,),
+        handlers={DossierReceived: refuse_to_handle},
         verifier=None,
     )
 

@@ -12,15 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas.agencies import AGENCY_ACTIONS, Agency
 from schemas.catalog import load_catalog
 from schemas.events import EVENT_TYPES, Channel, ClosedResult, OutcomeKind
+from services.runtime.circuit import CircuitState
+from services.runtime.failures import DEAD_LETTER_CLASSES, CallResult, FailureClass
 from services.runtime.metrics import (
     ALL_METRICS,
     CATALOGUE,
     METRICS,
     RETRY_TIER_NAMES,
-    CallResult,
-    CircuitState,
     DossierState,
-    ErrorClass,
     LegState,
     MetricKind,
     Metrics,
@@ -71,11 +70,11 @@ def _touch_everything(metrics: Metrics) -> None:
         bound_agency.called(CallResult.TRANSIENT)
         bound_agency.retried_in_process()
         bound_agency.sent_to_tier(RETRY_TIER_NAMES[0])
-        bound_agency.dead_lettered(ErrorClass.TRANSIENT)
+        bound_agency.dead_lettered(FailureClass.TRANSIENT)
         bound_agency.circuit(CircuitState.OPEN)
         metrics.set_legs_open(agency, LegState.STUCK, 1)
         metrics.set_on_time_ratio(RatioScope.AGENCY, agency, 0.95)
-    metrics.dead_lettered_without_agency(ErrorClass.POISON)
+    metrics.dead_lettered_without_agency(FailureClass.POISON)
     metrics.set_consumer_lag("connector-tax", "handoff.tax.requested", 12)
     metrics.dossier_received(codes[0], Channel.ONLINE)
     metrics.intake_rejected(RejectionKind.INVALID_FIELDS)
@@ -283,7 +282,7 @@ def test_prime_creates_series_at_zero() -> None:
     metrics = _fresh()
     metrics.prime(agencies=[Agency.TAX], procedures=["1.011537"])
     registry = metrics.registry
-    for error_class in ErrorClass:
+    for error_class in DEAD_LETTER_CLASSES:
         labels = {"agency": "tax", "error_class": error_class.value}
         assert registry.get_sample_value("lienthong_dead_letters_total", labels) == 0
     for tier in RETRY_TIER_NAMES:

@@ -1,58 +1,83 @@
 """The router walks routes: sequential legs, parallel branches that join, rejections, payment pauses,
-duplicates and a restart in the middle of a route — all without a broker."""
+duplicates and a restart in the middle of a route — its real wiring, on FastStream's in-memory broker."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+import yaml
+from fastapi import FastAPI
 
-from schemas.catalog import load_catalog
+from schemas.agencies import Agency
+from schemas.catalog import Catalog, load_catalog
 from schemas.envelope import Event
-from schemas.errors import EventContractError
-from schemas.events import (
-    DossierClosed,
-    DossierStatusChanged,
-    HandoffRequested,
-    parse_event,
-)
+from schemas.events import DossierClosed, DossierStatusChanged, HandoffRequested
 from schemas.status import NationalStatus
-from schemas.workdays import default_calendar
-from services.router.handlers import CatalogMismatch, RouterHandlers, UnknownDossier
-from services.router.store import CorruptState, SqliteRouterStore
-from services.runtime.records import ReceivedRecord
+from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
+from services.router.app import RouterSettings, build_app
+from services.router.store import SqliteRouterStore as RouterStore
+from services.runtime import deadletter
+from services.runtime.outbox import OutgoingRecord
 from tests.factories import dossier_received, of_type, outcome_for
+from tests.in_memory import InMemoryService, events_of
 
 LAND_TRANSFER, BIRTH, MARRIAGE = "9.900001", "9.900003", "9.900005"
 
 
+OUTPUTS = [requests_topic(agency) for agency in Agency] + [
+    DOSSIER_STATUS,
+    DOSSIER_CLOSED,
+    DOSSIER_RECEIVED + ".dlq",
+    HANDOFF_OUTCOME + ".dlq",
+]
+
+
 class RouterHarness:
-    """The router's handlers over a real SQLite store; what it emits is read back from the outbox."""
+    """The router's app in memory (its consumer, handlers, store and relay on FastStream's test broker);
+    what it emits is read back from what it published."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.restart()
+        self.catalog_path: Path | None = None
+        self.service = InMemoryService(self._build, OUTPUTS)
 
-    def restart(self) -> None:
-        self.store = SqliteRouterStore(self.path)
-        self.handlers = RouterHandlers(self.store, load_catalog(), default_calendar())
+    def _build(self) -> FastAPI:  # anew at each restart, with the catalog of the moment
+        settings = RouterSettings(
+            data_dir=self.path.parent, bootstrap_servers="127.0.0.1:1", catalog_path=self.catalog_path
+        )
+        return build_app(settings)
+
+    @property
+    def store(self) -> RouterStore:
+        store: RouterStore = self.service.store
+        return store
+
+    async def restart(self, catalog: Catalog | None = None) -> None:
+        """A new process on the same store (with another catalog, when given)."""
+        if catalog is not None:
+            self.catalog_path = self.path.with_name("procedures.yaml")
+            self.catalog_path.write_text(yaml.safe_dump(catalog.model_dump(mode="json")), encoding="utf-8")
+        await self.service.restart()
 
     async def feed(self, event: Event) -> list[Event]:
-        record = ReceivedRecord.__new__(ReceivedRecord)  # context is only used for dead letters
-        if self.store.was_processed(str(event.event_id)):
-            return []
-        effect = await self.handlers.on_event(event, record)
-        self.store.commit(str(event.event_id), effect.emitted, effect.write)
-        pending = self.store.outbox.pending()
-        if pending:
-            self.store.outbox.remove_through(pending[-1][0])
-        return [parse_event(r.value, r.headers) for _, r in pending]
+        return events_of(await self.service.feed(event))
+
+    async def letters(self, event: Event) -> list[OutgoingRecord]:
+        """The dead letters ``event`` made."""
+        return [r for r in await self.service.feed(event) if r.topic.endswith(".dlq")]
 
 
 @pytest.fixture
-def router(tmp_path: Path) -> RouterHarness:
-    return RouterHarness(tmp_path / "router.db")
+async def router(tmp_path: Path) -> AsyncIterator[RouterHarness]:
+    harness = RouterHarness(tmp_path / "router.db")
+    await harness.service.start()
+    yield harness
+    await harness.service.stop()
 
 
 def requests(events: list[Event]) -> dict[str, HandoffRequested]:
@@ -148,7 +173,7 @@ async def test_restart_in_the_middle_of_a_route_resumes_where_it_stopped(router:
     first = requests(await router.feed(received))["check_dossier"]
     tax = requests(await router.feed(outcome_for(first, "completed")))["assess_obligations"]
 
-    router.restart()  # a new process on the same store
+    await router.restart()  # a new process on the same store
 
     assert await router.feed(received) == [], "a redelivered DossierReceived does not start the route again"
     emitted = await router.feed(outcome_for(tax, "completed"))
@@ -161,16 +186,17 @@ async def test_restart_in_the_middle_of_a_route_resumes_where_it_stopped(router:
     }
 
 
-async def test_outcome_for_unknown_dossier_is_refused_as_a_contract_error(router: RouterHarness) -> None:
-    """The consumer dead-letters a contract error with its reason (tests/faults check it on a real
-    broker); before, the router answered nothing and the outcome vanished."""
-    other = requests(await RouterHarness(router.path.with_name("other.db")).feed(dossier_received(MARRIAGE)))
-    with pytest.raises(UnknownDossier, match=r"no dossier .* is being routed"):
-        await router.feed(outcome_for(other["register_marriage"], "completed"))
-    assert isinstance(UnknownDossier("x"), EventContractError)
+async def test_outcome_for_unknown_dossier_is_dead_lettered_with_its_reason(router: RouterHarness) -> None:
+    """Before, the router answered nothing and the outcome vanished."""
+    register = requests(await router.feed(dossier_received(MARRIAGE)))["register_marriage"]
+    orphan = outcome_for(register, "completed").model_copy(update={"dossier_id": uuid4()})
+    (letter,) = await router.letters(orphan)
+    assert letter.topic == HANDOFF_OUTCOME + ".dlq"
+    assert letter.headers[deadletter.ERROR_CLASS] == "poison"
+    assert "is being routed" in letter.headers[deadletter.EXCEPTION_MESSAGE]
 
 
-async def test_outcome_of_a_step_the_catalog_no_longer_has_is_refused(router: RouterHarness) -> None:
+async def test_outcome_of_a_step_the_catalog_no_longer_has_is_dead_lettered(router: RouterHarness) -> None:
     received = dossier_received(MARRIAGE)
     register = requests(await router.feed(received))["register_marriage"]
     catalog = load_catalog()
@@ -181,12 +207,13 @@ async def test_outcome_of_a_step_the_catalog_no_longer_has_is_refused(router: Ro
     changed = catalog.model_copy(
         update={"procedures": [renamed if p.code == MARRIAGE else p for p in catalog.procedures]}
     )
-    router.handlers = RouterHandlers(router.store, changed, default_calendar())
-    with pytest.raises(CatalogMismatch, match="no step 'register_marriage'"):
-        await router.feed(outcome_for(register, "completed"))
+    await router.restart(catalog=changed)
+    (letter,) = await router.letters(outcome_for(register, "completed"))
+    assert letter.headers[deadletter.ERROR_CLASS] == "internal"
+    assert "no step 'register_marriage'" in letter.headers[deadletter.EXCEPTION_MESSAGE]
 
 
-async def test_stored_state_that_no_longer_validates_is_refused_with_its_reason(
+async def test_stored_state_that_no_longer_validates_is_dead_lettered_with_its_reason(
     router: RouterHarness,
 ) -> None:
     received = dossier_received(MARRIAGE)
@@ -195,5 +222,8 @@ async def test_stored_state_that_no_longer_validates_is_refused_with_its_reason(
         "UPDATE dossiers SET state = json_set(state, '$.status', 99) WHERE dossier_id = ?",
         (str(received.dossier_id),),
     )
-    with pytest.raises(CorruptState, match=r"stored state of dossier .* is invalid: .*status"):
-        await router.feed(outcome_for(register, "completed"))
+    (letter,) = await router.letters(outcome_for(register, "completed"))
+    assert letter.headers[deadletter.ERROR_CLASS] == "internal"
+    assert re.search(
+        r"stored state of dossier .* is invalid: .*status", letter.headers[deadletter.EXCEPTION_MESSAGE]
+    )

@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from schemas.catalog import load_catalog
 from schemas.envelope import CE_TRACEPARENT
 from services.intake.app import IntakeSettings
 from services.intake.app import build_app as build_intake
+from services.runtime.consumer import Context
 from services.runtime.metrics import Service, build_metrics
 from services.runtime.outbox import OutgoingRecord
 from services.runtime.service import LoopHealth, build_service_app, instrument_broker, loop_name, supervised
@@ -54,13 +55,13 @@ async def test_every_service_serves_health_ready_metrics_and_its_asyncapi_docume
 async def test_a_closing_counts_once_however_often_it_arrives(tmp_path: Path) -> None:
     metrics = build_metrics(CollectorRegistry())
     store = SqliteTrackerStore(tmp_path / "tracker.db")
-    handler = counting_closures(projection.on_event, store, metrics)
+    handlers = counting_closures(projection.HANDLERS, store, metrics)
     received = receive(LAND_TRANSFER)
     first = closed(received, local(12, 2, 10), on_time=True)
     again = closed(received, local(12, 2, 11), on_time=True)  # a second closing event, new id
-    record: Any = None
+    context: Context[Any] = Context(store, cast(Any, None))
     for event in (received, first, first, again):
-        effect = await handler(event, record)
+        effect = await handlers[type(event)](event, context)
         store.commit(str(event.event_id), effect.emitted, effect.write)  # a duplicate id: not applied
 
     def count() -> float:
@@ -73,10 +74,10 @@ async def test_a_closing_counts_once_however_often_it_arrives(tmp_path: Path) ->
     assert count() == 1.0
 
     other = receive(LAND_TRANSFER)
-    await handler(other, record)
+    await handlers[type(other)](other, context)
     store.commit(str(other.event_id), [], projection.write_for(other))
     failing = closed(other, local(12, 3, 10), on_time=True)
-    effect = await handler(failing, record)
+    effect = await handlers[type(failing)](failing, context)
     assert effect.write is not None
     inner = effect.write
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from schemas.catalog import load_catalog
 from schemas.deadlines import leg_due
@@ -34,14 +33,13 @@ from schemas.events import (
 )
 from schemas.status import NationalStatus
 from schemas.workdays import VN_TZ
-from services.runtime.records import ReceivedRecord
 from services.tracker import projection
-from services.tracker.api import build_api
 from services.tracker.app import TrackerSettings, build_app, tracker_topics
 from services.tracker.gauges import snapshot
 from services.tracker.store import SqliteTrackerStore
 from services.tracker.views import TrackerViews
 from tests.factories import dossier_received, example_form, outcome_for
+from tests.in_memory import InMemoryService
 
 LAND_TRANSFER, BIRTH, MARRIAGE = "9.900001", "9.900003", "9.900005"
 CATALOG = load_catalog()
@@ -194,24 +192,33 @@ def land_transfer_story() -> tuple[DossierReceived, list[Event]]:
 
 
 class Tracker:
-    """The projection over a real SQLite store and the API over HTTP, with a clock the test sets."""
+    """The tracker's app in memory (its consumer, projection and API on FastStream's test broker), with
+    a clock the test sets; its answers are read over HTTP."""
 
     def __init__(self, path: Path) -> None:
-        self.store = SqliteTrackerStore(path)
         self.now = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-        app = FastAPI()
-        app.include_router(build_api(self.store, CATALOG, lambda: self.now))
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracker")
+        settings = TrackerSettings(data_dir=path.with_suffix(""), bootstrap_servers="127.0.0.1:1")
+        self.service = InMemoryService(lambda: build_app(settings, now=lambda: self.now), [])
+
+    @property
+    def store(self) -> SqliteTrackerStore:
+        store: SqliteTrackerStore = self.service.store
+        return store
+
+    async def start(self) -> None:
+        await self.service.start()
+        assert self.service.app is not None
+        transport = httpx.ASGITransport(app=self.service.app)
+        self.http = httpx.AsyncClient(transport=transport, base_url="http://tracker")
+
+    async def stop(self) -> None:
+        await self.http.aclose()
+        await self.service.stop()
 
     async def feed(self, *events: Event) -> None:
-        """As the runtime does: the handler's write and the event id in one transaction."""
-        record = ReceivedRecord.__new__(ReceivedRecord)  # only used for dead letters
+        """As the producers publish them; the runtime dedupes and projects each in one transaction."""
         for event in events:
-            if self.store.was_processed(str(event.event_id)):
-                continue
-            effect = await projection.on_event(event, record)
-            assert not effect.emitted
-            self.store.commit(str(event.event_id), effect.emitted, effect.write)
+            await self.service.feed(event)
 
     def apply_again(self, event: Event) -> None:
         """Run an event's write once more, past the runtime's dedupe (as a replay after a crash might)."""
@@ -233,8 +240,9 @@ class Tracker:
 @pytest.fixture
 async def tracker(tmp_path: Path) -> AsyncIterator[Tracker]:
     tracker = Tracker(tmp_path / "tracker.db")
+    await tracker.start()
     yield tracker
-    await tracker.http.aclose()
+    await tracker.stop()
 
 
 def by_agency(stats: Any, agency: str) -> Any:
@@ -501,9 +509,10 @@ async def test_any_arrival_order_gives_the_same_answers(tmp_path: Path) -> None:
             random.Random(seed).shuffle(shuffled)
         tracker = Tracker(tmp_path / f"tracker-{seed}.db")
         tracker.now = local(12, 9, 10)
+        await tracker.start()
         await tracker.feed(*shuffled)
         answers.append((await tracker.dossier(received), await tracker.get("/stats")))
-        await tracker.http.aclose()
+        await tracker.stop()
     assert all(answer == answers[0] for answer in answers[1:])
 
 
@@ -519,6 +528,7 @@ async def test_events_applied_twice_change_nothing(tracker: Tracker, tmp_path: P
     received, events = land_transfer_story()
     once = Tracker(tmp_path / "once.db")
     once.now = tracker.now = local(12, 3, 10)
+    await once.start()
     await once.feed(*events[:9])
     await tracker.feed(*events[:9])
     await tracker.feed(*events[:9])  # redelivered: the runtime skips them
@@ -528,7 +538,7 @@ async def test_events_applied_twice_change_nothing(tracker: Tracker, tmp_path: P
     assert await tracker.dossier(received) == await once.dossier(received)
     assert await tracker.get("/stats") == await once.get("/stats")
     assert await tracker.get("/dossiers") == await once.get("/dossiers")
-    await once.http.aclose()
+    await once.stop()
 
 
 # --- lists and stats ------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from schemas.status import NationalStatus
 from schemas.workdays import WorkingCalendar
 from services.runtime.metrics import DossierState, LegState, RatioScope
 from services.tracker.gauges import Snapshot, refresh, snapshot, zeroed_snapshot
-from services.tracker.store import SqliteTrackerStore
 from services.tracker.views import (
     AgencyStats,
     ProcedureStats,
@@ -172,8 +171,9 @@ def assert_counts_as_evaluating_everything(views: TrackerViews) -> None:
 @pytest.fixture
 async def tracker(tmp_path: Path) -> AsyncIterator[Tracker]:
     tracker = Tracker(tmp_path / "tracker.db")
+    await tracker.start()
     yield tracker
-    await tracker.http.aclose()
+    await tracker.stop()
 
 
 def views_of(tracker: Tracker, calendar: WorkingCalendar | None = None) -> TrackerViews:
@@ -309,10 +309,7 @@ async def test_a_refresh_evaluates_only_the_live_dossiers_and_those_written_to(
     assert changed == reference_snapshot(views) and changed != first
 
 
-async def test_a_database_from_before_the_tallies_is_counted_in_full(
-    tracker: Tracker, tmp_path: Path
-) -> None:
-    path = tmp_path / "tracker.db"
+async def test_a_database_from_before_the_tallies_is_counted_in_full(tracker: Tracker) -> None:
     mixed = Mixed()
     await mixed.feed(tracker)
     tracker.now = local(12, 3, 10)
@@ -325,9 +322,8 @@ async def test_a_database_from_before_the_tallies_is_counted_in_full(
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX dossiers_live")
     await mixed.late_events(tracker)
-    tracker.store.close()
+    await tracker.service.restart()  # this version starts on that database
 
-    tracker.store = SqliteTrackerStore(path)
     views = views_of(tracker)
     tracker.now = local(12, 10, 10)
     assert_counts_as_evaluating_everything(views)
