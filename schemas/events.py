@@ -363,7 +363,7 @@ class HandoffRequested(Event):
     data: HandoffRequestedData
 
 
-class HandoffOutcome(Event):
+class HandoffReported(Event):
     """A connector reports what came of a handoff."""
 
     model_config = _example(
@@ -443,7 +443,7 @@ class DossierClosed(Event):
 ALL_EVENTS: Final[tuple[type[Event], ...]] = (
     DossierReceived,
     HandoffRequested,
-    HandoffOutcome,
+    HandoffReported,
     DossierStatusChanged,
     DossierClosed,
 )

@@ -225,7 +225,7 @@ def all_topics(prefix: str = "", replication: Replication | None = None) -> list
         _dlq(prefix + DOSSIER_STATUS),
         _flow(prefix + DOSSIER_CLOSED, "Closed dossiers (DossierClosed)."),
         _dlq(prefix + DOSSIER_CLOSED),
-        _flow(outcome, "Outcomes of handoffs, from connectors to the router (HandoffOutcome)."),
+        _flow(outcome, "Outcomes of handoffs, from connectors to the router (HandoffReported)."),
         _dlq(outcome),
     ]
     for agency in Agency:

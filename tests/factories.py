@@ -12,8 +12,8 @@ from schemas.envelope import Event
 from schemas.events import (
     DossierReceived,
     DossierReceivedData,
-    HandoffOutcome,
     HandoffOutcomeData,
+    HandoffReported,
     HandoffRequested,
     OutcomeKind,
 )
@@ -64,7 +64,7 @@ def outcome_for(
     reason: str | None = None,
     result: dict[str, Any] | None = None,
     error_class: str | None = None,
-) -> HandoffOutcome:
+) -> HandoffReported:
     data = HandoffOutcomeData(
         handoff_id=request.data.handoff_id,
         step_id=request.data.step_id,
@@ -75,7 +75,7 @@ def outcome_for(
         result=result or {},
         error_class=error_class,
     )
-    return HandoffOutcome.create(
+    return HandoffReported.create(
         data=data,
         producer=f"connector.{request.data.agency.value}",
         caused_by=request,

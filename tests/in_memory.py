@@ -22,7 +22,7 @@ from schemas.events import (
     DossierClosed,
     DossierReceived,
     DossierStatusChanged,
-    HandoffOutcome,
+    HandoffReported,
     HandoffRequested,
     parse_event,
 )
@@ -38,7 +38,7 @@ def topic_of(event: Event) -> str:
         return requests_topic(event.data.agency)
     topics: dict[type[Event], str] = {
         DossierReceived: DOSSIER_RECEIVED,
-        HandoffOutcome: HANDOFF_OUTCOME,
+        HandoffReported: HANDOFF_OUTCOME,
         DossierStatusChanged: DOSSIER_STATUS,
         DossierClosed: DOSSIER_CLOSED,
     }

@@ -13,7 +13,7 @@ from connectors.base import Completed, Connector, HandoffRequest, HandoffResult
 from schemas.agencies import AGENCY_ACTIONS, Agency
 from schemas.events import HandoffRequested
 from services.bench.procstats import Stopwatch
-from services.runtime.connector_host import ConnectorHost, HandoffStore, HostSettings, on_handoff_requested
+from services.runtime.connector_host import ConnectorHost, ConnectorStore, HostSettings, on_handoff_requested
 from services.runtime.consumer import Context, Effect, EventConsumer
 from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import METRICS, Service
@@ -43,7 +43,7 @@ async def run_hop(
     if linger_ms is not None:
         settings.linger_ms = linger_ms
     connector = InstantLand()
-    store = HandoffStore(work_dir / f"hop-{prefix.strip('.')}.db")
+    store = ConnectorStore(work_dir / f"hop-{prefix.strip('.')}.db")
     broker = make_broker(settings, client_id="bench-hop")
     relay = outbox_relay(
         store.outbox, settings, client_id="bench-hop", broker=broker, service=Service.CONNECTOR

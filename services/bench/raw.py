@@ -16,13 +16,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connectors.base import Completed
 from schemas.envelope import event_value, kafka_headers
-from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind, parse_event
+from schemas.events import HandoffOutcomeData, HandoffReported, HandoffRequested, OutcomeKind, parse_event
 from services.bench.procstats import Stopwatch
 
 _NAMESPACE = uuid.UUID("7b0f3c1e-2d4a-4e6b-8c9d-0a1b2c3d4e5f")
 
 
-def outcome_for(request: HandoffRequested, result: Completed) -> HandoffOutcome:
+def outcome_for(request: HandoffRequested, result: Completed) -> HandoffReported:
     data = HandoffOutcomeData(
         handoff_id=request.data.handoff_id,
         step_id=request.data.step_id,
@@ -32,7 +32,7 @@ def outcome_for(request: HandoffRequested, result: Completed) -> HandoffOutcome:
         result=result.result,
         agency_reference=result.reference,
     )
-    return HandoffOutcome.create(
+    return HandoffReported.create(
         data=data,
         producer=f"connector.{request.data.agency.value}",
         caused_by=request,

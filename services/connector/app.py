@@ -7,12 +7,12 @@ from pydantic import Field
 
 from connectors.registry import connector_class
 from schemas.agencies import Agency
-from schemas.events import HandoffOutcome
+from schemas.events import HandoffReported
 from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS
 from services.runtime.connector_host import (
     HANDLERS,
     ConnectorHost,
-    HandoffStore,
+    ConnectorStore,
     HostSettings,
     tiers_with_delays,
 )
@@ -59,7 +59,7 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
     settings = settings or ConnectorSettings()
     agency = settings.agency
     connector = connector_class(agency)()
-    store = HandoffStore(settings.data_dir / f"connector-{agency.value}.db")
+    store = ConnectorStore(settings.data_dir / f"connector-{agency.value}.db")
     broker = make_broker(settings, client_id=f"connector-{agency.value}")
     relay = outbox_relay(
         store.outbox,
@@ -113,7 +113,7 @@ def build_app(settings: ConnectorSettings | None = None) -> FastAPI:
     broker.publisher(
         settings.topic_prefix + HANDOFF_OUTCOME,
         description=f"Outcomes from {agency.value}.",
-        schema=HandoffOutcome,
+        schema=HandoffReported,
     )
     app = build_service_app(
         f"connector-{agency.value}",

@@ -15,7 +15,7 @@ from schemas.events import (
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
 from services.router.handlers import HANDLERS, Router
-from services.router.store import SqliteRouterStore
+from services.router.store import RouterStore
 from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import make_broker, outbox_relay
 from services.runtime.metrics import Service
@@ -29,7 +29,7 @@ class RouterSettings(ServiceSettings):
 
 def build_app(settings: RouterSettings | None = None) -> FastAPI:
     settings = settings or RouterSettings()
-    store = SqliteRouterStore(settings.data_dir / "router.db")
+    store = RouterStore(settings.data_dir / "router.db")
     broker = make_broker(settings, client_id="router")
     relay = outbox_relay(store.outbox, settings, client_id="router", broker=broker, service=Service.ROUTER)
     catalog = load_catalog(settings.catalog_path)

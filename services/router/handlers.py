@@ -20,7 +20,7 @@ from schemas.events import (
     DossierReceived,
     DossierStatusChanged,
     DossierStatusChangedData,
-    HandoffOutcome,
+    HandoffReported,
     HandoffRequested,
     HandoffRequestedData,
 )
@@ -110,7 +110,7 @@ async def on_dossier_received(event: DossierReceived, ctx: Context[Router]) -> E
     return Effect(_emit(router, state, decisions, event), router.store.saving(state))
 
 
-async def on_handoff_outcome(event: HandoffOutcome, ctx: Context[Router]) -> Effect:
+async def on_handoff_reported(event: HandoffReported, ctx: Context[Router]) -> Effect:
     """An agency answered a leg: decide what comes next (routing.on_outcome)."""
     router = ctx.deps
     state = router.store.load(str(event.dossier_id))
@@ -139,7 +139,7 @@ async def on_handoff_outcome(event: HandoffOutcome, ctx: Context[Router]) -> Eff
     return Effect(_emit(router, state, decisions, event), router.store.saving(state))
 
 
-HANDLERS: Handlers = {DossierReceived: on_dossier_received, HandoffOutcome: on_handoff_outcome}
+HANDLERS: Handlers = {DossierReceived: on_dossier_received, HandoffReported: on_handoff_reported}
 """The router's events and their handlers."""
 
 

@@ -60,7 +60,7 @@ Decision = RequestHandoff | ChangeStatus | CloseDossier
 
 @dataclass(frozen=True)
 class Outcome:
-    """The facts of a ``HandoffOutcome`` the router acts on."""
+    """The facts of a ``HandoffReported`` the router acts on."""
 
     handoff_id: str
     step_id: str

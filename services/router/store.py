@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import ValidationError
 
 from services.router.state import DossierState
 from services.runtime.failures import describe
-from services.runtime.store import ProcessingStore, SqliteProcessingStore, Write
+from services.runtime.store import SqliteProcessingStore, Write
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS dossiers (dossier_id TEXT PRIMARY KEY, state TEXT NOT NULL);"
 
@@ -20,15 +19,7 @@ class CorruptState(Exception):
     the record that needs it is dead-lettered with this reason instead of failing for ever."""
 
 
-class RouterStore(ProcessingStore, Protocol):
-    def load(self, dossier_id: str) -> DossierState | None: ...
-
-    def saving(self, state: DossierState) -> Write:
-        """A write, for :meth:`ProcessingStore.commit`, that stores ``state``."""
-        ...
-
-
-class SqliteRouterStore(SqliteProcessingStore):
+class RouterStore(SqliteProcessingStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
 

@@ -39,7 +39,7 @@ from schemas.events import (
     DossierClosed,
     DossierReceived,
     DossierStatusChanged,
-    HandoffOutcome,
+    HandoffReported,
     HandoffRequested,
 )
 from schemas.topics import (
@@ -58,7 +58,7 @@ _BY_TOPIC: Final[dict[str, type[Event]]] = {
     DOSSIER_RECEIVED: DossierReceived,
     DOSSIER_STATUS: DossierStatusChanged,
     DOSSIER_CLOSED: DossierClosed,
-    HANDOFF_OUTCOME: HandoffOutcome,
+    HANDOFF_OUTCOME: HandoffReported,
 }
 
 

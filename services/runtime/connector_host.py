@@ -3,7 +3,7 @@
 It owns everything a connector must not: consuming ``HandoffRequested``, classifying failures
 (:mod:`services.runtime.failures`), retrying blips in process, sending longer outages through the
 delayed retry tiers, tripping the agency's circuit breaker, dead-lettering, publishing
-``HandoffOutcome`` through the outbox, and polling pending work (a job still running, a tax notice not
+``HandoffReported`` through the outbox, and polling pending work (a job still running, a tax notice not
 yet paid) until it ends. A connector only adapts an API.
 
 A handoff's life in the host's store: (none) → ``retrying`` (on a delay tier, with its attempt) →
@@ -30,7 +30,7 @@ from connectors.base import Completed, Connector, HandoffRequest, HandoffResult,
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.envelope import Event, event_headers, event_key
 from schemas.errors import EventContractError
-from schemas.events import HandoffOutcome, HandoffOutcomeData, HandoffRequested, OutcomeKind, parse_event
+from schemas.events import HandoffOutcomeData, HandoffReported, HandoffRequested, OutcomeKind, parse_event
 from schemas.topics import HANDOFF_OUTCOME, RETRY_TIERS, RetryTier, dlq_topic, requests_topic, retry_topic
 from services.runtime import headers
 from services.runtime.circuit import CircuitBreaker, CircuitState
@@ -105,7 +105,7 @@ def poll_wait(interval_s: float, polls: int) -> float:
     return interval_s / (8 >> min(polls, 3))
 
 
-class HandoffStore(SqliteProcessingStore):
+class ConnectorStore(SqliteProcessingStore):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA)
         for column, declaration in _ADDED_COLUMNS:
@@ -234,7 +234,7 @@ def as_request(event: HandoffRequested) -> HandoffRequest:
 
 class ConnectorHost:
     def __init__(
-        self, connector: Connector, store: HandoffStore, relay: OutboxRelay, settings: HostSettings
+        self, connector: Connector, store: ConnectorStore, relay: OutboxRelay, settings: HostSettings
     ) -> None:
         self.connector = connector
         self.store = store
@@ -392,7 +392,7 @@ class ConnectorHost:
         retry_headers = carried | {
             headers.RETRY_ATTEMPT: str(attempt),
             headers.RETRY_DUE_MS: str(int((now + tier.delay).timestamp() * 1000)),
-            headers.FIRST_FAILURE: record.headers.get(headers.FIRST_FAILURE, now.isoformat()),
+            headers.FAILING_SINCE: record.headers.get(headers.FAILING_SINCE, now.isoformat()),
             headers.LAST_ERROR: describe(error, 300),
         }
         self.metrics.sent_to_tier(tier.name)
@@ -453,7 +453,7 @@ class ConnectorHost:
         # One id per handoff and kind: publishing the same outcome twice is deduplicated downstream.
         # A replay after a dead letter is a new attempt, so its outcomes are new events.
         name = f"{request.data.handoff_id}/{kind.value}" + (f"/{replay_id}" if replay_id else "")
-        outcome = HandoffOutcome.create(
+        outcome = HandoffReported.create(
             data=data,
             producer=self.producer,
             caused_by=request,
@@ -497,7 +497,7 @@ class ConnectorHost:
             reason=reason[:_REASON_LIMIT],
             error_class=failure.value,
         )
-        first = record.headers.get(headers.FIRST_FAILURE)
+        first = record.headers.get(headers.FAILING_SINCE)
         first_failure = datetime.fromisoformat(first) if first else None
         letter = dead_letter(record, Failure(failure.value, error, attempts, first_failure), topic=self.dlq)
         self.metrics.dead_lettered(failure.value)
@@ -600,7 +600,7 @@ class ConnectorHost:
         """The pending job's handoff, dead-lettered with its story: the request as received, the failures
         in a row and since when. A replay asks the agency again (same idempotency key)."""
         request = due.request
-        record_headers = event_headers(request) | {headers.FIRST_FAILURE: first_failure or ""}
+        record_headers = event_headers(request) | {headers.FAILING_SINCE: first_failure or ""}
         if due.replay_id:
             record_headers[headers.REPLAY_ID] = due.replay_id
         stored = due.stored.encode() if isinstance(due.stored, str) else bytes(due.stored)

@@ -4,8 +4,8 @@ from typing import Final
 
 RETRY_ATTEMPT: Final = "lienthong-retry-attempt"  # 1 on the first delay tier, 2 on the second, …
 RETRY_DUE_MS: Final = "lienthong-retry-due-ms"  # epoch milliseconds before which it must not run
-FIRST_FAILURE: Final = "lienthong-first-failure"  # ISO time of the first transient failure
+FAILING_SINCE: Final = "lienthong-first-failure"  # ISO time of the handoff's first transient failure
 LAST_ERROR: Final = "lienthong-last-error"  # the last failure's message (no personal data)
 REPLAY_ID: Final = "lienthong-replay-id"  # set by `lienthong dlq replay`: <dlq topic>/<partition>/<offset>
 
-RUNTIME_HEADERS: Final = (RETRY_ATTEMPT, RETRY_DUE_MS, FIRST_FAILURE, LAST_ERROR, REPLAY_ID)
+RUNTIME_HEADERS: Final = (RETRY_ATTEMPT, RETRY_DUE_MS, FAILING_SINCE, LAST_ERROR, REPLAY_ID)

@@ -50,7 +50,7 @@ class Service(StrEnum):
 TECHNICAL_FAILURES: Final[frozenset[CallResult]] = frozenset({CallResult.TRANSIENT, CallResult.PROTOCOL})
 
 
-class DossierState(StrEnum):
+class OpenDossierState(StrEnum):
     """Open dossiers by state (``lienthong_dossiers``); a dossier is in exactly one of them."""
 
     IN_PROGRESS = "in_progress"  # the clock runs and the due date has not passed
@@ -542,8 +542,8 @@ class Metrics:
             procedure_label(procedure), ClosedResult(result).value, "true" if on_time else "false"
         ).inc()
 
-    def set_dossiers(self, procedure: str, state: DossierState | str, count: int) -> None:
-        self.dossiers.labels(procedure_label(procedure), DossierState(state).value).set(count)
+    def set_dossiers(self, procedure: str, state: OpenDossierState | str, count: int) -> None:
+        self.dossiers.labels(procedure_label(procedure), OpenDossierState(state).value).set(count)
 
     def set_legs_open(self, agency: Agency | str, state: LegState | str, count: int) -> None:
         self.legs_open.labels(agency_label(agency), LegState(state).value).set(count)
@@ -594,7 +594,7 @@ class Metrics:
             for result in ClosedResult:
                 for on_time in ("true", "false"):
                     self.dossiers_closed.labels(code, result.value, on_time)
-            for dossier_state in DossierState:
+            for dossier_state in OpenDossierState:
                 self.dossiers.labels(code, dossier_state.value)
             self.apology_slips_due.labels(code)
             self.dossiers_waiting_too_long.labels(code)

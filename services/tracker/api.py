@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from schemas.agencies import Agency
 from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
-from services.tracker.store import SqliteTrackerStore
+from services.tracker.store import TrackerStore
 from services.tracker.views import (
     DEFAULT_WAITING_ALERT,
     Clock,
@@ -25,7 +25,7 @@ MAX_PAGE = 500
 
 
 def build_api(
-    store: SqliteTrackerStore,
+    store: TrackerStore,
     catalog: Catalog,
     now: Clock = utc_now,
     *,

@@ -21,7 +21,7 @@ from services.tracker import projection
 from services.tracker.api import build_api
 from services.tracker.gauges import counting_closures, refresh_loop
 from services.tracker.page import PAGE, STATIC, build_page
-from services.tracker.store import SqliteTrackerStore
+from services.tracker.store import TrackerStore
 from services.tracker.views import Clock, TrackerViews, utc_now
 
 
@@ -44,7 +44,7 @@ def tracker_topics(prefix: str = "") -> list[str]:
 
 def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) -> FastAPI:
     settings = settings or TrackerSettings()
-    store = SqliteTrackerStore(settings.data_dir / "tracker.db")
+    store = TrackerStore(settings.data_dir / "tracker.db")
     catalog = load_catalog(settings.catalog_path)
     broker = make_broker(settings, client_id="tracker")
     # The tracker emits nothing of its own; the relay carries the runtime's dead letters of poison.

@@ -1,6 +1,6 @@
 """The handoff log: every handoff and every outcome, in a hash-chained, tamper-evident log.
 
-The tracker appends one entry per ``HandoffRequested`` and ``HandoffOutcome`` it projects, in the same
+The tracker appends one entry per ``HandoffRequested`` and ``HandoffReported`` it projects, in the same
 SQLite transaction as the projection (so the log and the views never disagree). Each entry holds:
 its sequence number; the event's id, type, dossier and time; who handed what to whom (the producer, the
 agency, the action, the outcome); the event's signature and key id (who signed it); the hash of the
@@ -24,7 +24,7 @@ from typing import Final
 import orjson
 
 from schemas.envelope import Event
-from schemas.events import HandoffOutcome, HandoffRequested
+from schemas.events import HandoffReported, HandoffRequested
 
 GENESIS: Final = "0" * 64
 
@@ -88,7 +88,7 @@ def append(conn: sqlite3.Connection, event: Event) -> Entry | None:
     or is in the log already (a redelivery or a replay of the same event)."""
     if isinstance(event, HandoffRequested):
         to_party, outcome = event.data.agency.value, None
-    elif isinstance(event, HandoffOutcome):
+    elif isinstance(event, HandoffReported):
         to_party, outcome = "router", event.data.kind.value
     else:
         return None

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 from schemas.agencies import Agency
 from schemas.events import DossierClosed
 from services.runtime.consumer import Context, Effect, Handlers
-from services.runtime.metrics import METRICS, DossierState, LegState, Metrics, RatioScope
-from services.tracker.store import SqliteTrackerStore
+from services.runtime.metrics import METRICS, LegState, Metrics, OpenDossierState, RatioScope
+from services.tracker.store import TrackerStore
 from services.tracker.tally import Tally
 from services.tracker.views import TrackerViews
 
@@ -38,14 +38,14 @@ DEFAULT_INTERVAL_S = 5.0
 # Dossiers evaluated between two yields to the event loop (a few tens of milliseconds).
 BATCH = 200
 
-S = TypeVar("S", DossierState, LegState)
+S = TypeVar("S", OpenDossierState, LegState)
 
 
 @dataclass
 class Snapshot:
     """The gauges' values at one instant."""
 
-    dossiers: dict[tuple[str, DossierState], int] = field(default_factory=lambda: defaultdict(int))
+    dossiers: dict[tuple[str, OpenDossierState], int] = field(default_factory=lambda: defaultdict(int))
     legs: dict[tuple[str, LegState], int] = field(default_factory=lambda: defaultdict(int))
     apology_due: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     waiting_too_long: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -77,7 +77,7 @@ def zeroed_snapshot(views: TrackerViews) -> Snapshot:
     """Every series of every catalog procedure and agency at zero: a state nobody is in still shows."""
     shot = Snapshot()
     for known in (p.code for p in views.catalog.procedures):
-        for each in DossierState:
+        for each in OpenDossierState:
             shot.dossiers[(known, each)] = 0
         shot.apology_due[known] = 0
         shot.waiting_too_long[known] = 0
@@ -101,9 +101,9 @@ def snapshot_of(views: TrackerViews, counts: Tally) -> Snapshot:
     for code, c in procedures.items():
         overdue, paused = c["overdue"], c["paused_not_overdue"]
         states = {
-            DossierState.OVERDUE: overdue,
-            DossierState.PAUSED: paused,
-            DossierState.IN_PROGRESS: c["in_progress"] - overdue - paused,
+            OpenDossierState.OVERDUE: overdue,
+            OpenDossierState.PAUSED: paused,
+            OpenDossierState.IN_PROGRESS: c["in_progress"] - overdue - paused,
         }
         _count(shot.dossiers, code, states)
         if c["in_progress"]:
@@ -165,7 +165,7 @@ async def refresh_loop(views: TrackerViews, interval_s: float = DEFAULT_INTERVAL
         await asyncio.sleep(interval_s)
 
 
-def counting_closures(handlers: Handlers, store: SqliteTrackerStore, metrics: Metrics = METRICS) -> Handlers:
+def counting_closures(handlers: Handlers, store: TrackerStore, metrics: Metrics = METRICS) -> Handlers:
     """The tracker's handlers, the one of ``DossierClosed`` wrapped: a closing that closes a dossier for
     the first time counts in ``lienthong_dossiers_closed_total`` once its transaction committed."""
     on_closed = handlers[DossierClosed]

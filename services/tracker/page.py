@@ -28,7 +28,7 @@ from schemas.agencies import Agency
 from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
 from services.runtime import dlq
-from services.tracker.store import SqliteTrackerStore
+from services.tracker.store import TrackerStore
 from services.tracker.views import DEFAULT_WAITING_ALERT, Clock, DossierSummary, TrackerViews, utc_now
 
 PAGE: Final = "/giam-sat"
@@ -181,7 +181,7 @@ def _ratio(value: float | None) -> str:
 
 
 def build_page(
-    store: SqliteTrackerStore,
+    store: TrackerStore,
     catalog: Catalog,
     *,
     bootstrap_servers: str,

@@ -27,7 +27,7 @@ from schemas.events import (
     DossierClosed,
     DossierReceived,
     DossierStatusChanged,
-    HandoffOutcome,
+    HandoffReported,
     HandoffRequested,
     OutcomeKind,
 )
@@ -52,8 +52,8 @@ def write_for(event: Event) -> Write:
         return lambda conn: write_dossier_received(conn, event)
     if isinstance(event, HandoffRequested):
         return lambda conn: write_handoff_requested(conn, event)
-    if isinstance(event, HandoffOutcome):
-        return lambda conn: write_handoff_outcome(conn, event)
+    if isinstance(event, HandoffReported):
+        return lambda conn: write_handoff_reported(conn, event)
     if isinstance(event, DossierStatusChanged):
         return lambda conn: write_dossier_status_changed(conn, event)
     if isinstance(event, DossierClosed):
@@ -61,7 +61,7 @@ def write_for(event: Event) -> Write:
     raise EventContractError(f"the tracker does not project {event.event_type}")
 
 
-def _logged(event: HandoffRequested | HandoffOutcome) -> Write:
+def _logged(event: HandoffRequested | HandoffReported) -> Write:
     """The projection write of a handoff event, and its entry in the hash-chained handoff log, in
     the same transaction."""
     write = write_for(event)
@@ -84,7 +84,7 @@ async def on_handoff_requested(event: HandoffRequested, ctx: Context[object]) ->
     return Effect(write=_logged(event))
 
 
-async def on_handoff_outcome(event: HandoffOutcome, ctx: Context[object]) -> Effect:
+async def on_handoff_reported(event: HandoffReported, ctx: Context[object]) -> Effect:
     return Effect(write=_logged(event))
 
 
@@ -99,7 +99,7 @@ async def on_dossier_closed(event: DossierClosed, ctx: Context[object]) -> Effec
 HANDLERS: Handlers = {
     DossierReceived: on_dossier_received,
     HandoffRequested: on_handoff_requested,
-    HandoffOutcome: on_handoff_outcome,
+    HandoffReported: on_handoff_reported,
     DossierStatusChanged: on_dossier_status_changed,
     DossierClosed: on_dossier_closed,
 }
@@ -185,7 +185,7 @@ def write_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -
     )
 
 
-def write_handoff_outcome(conn: sqlite3.Connection, event: HandoffOutcome) -> None:
+def write_handoff_reported(conn: sqlite3.Connection, event: HandoffReported) -> None:
     data = event.data
     _touch(conn, event, None, None)
     at = to_text(event.occurred_at)
@@ -336,7 +336,7 @@ def _timeline(conn: sqlite3.Connection, event: Event, summary: str) -> None:
     )
 
 
-def _outcome_summary(event: HandoffOutcome) -> str:
+def _outcome_summary(event: HandoffReported) -> str:
     data = event.data
     who = f"{data.agency.value} {data.action} (step {data.step_id})"
     if data.kind is OutcomeKind.COMPLETED:

@@ -139,7 +139,7 @@ def maybe_from_text(text: str | None) -> datetime | None:
     return None if text is None else from_text(text)
 
 
-class SqliteTrackerStore(SqliteProcessingStore):
+class TrackerStore(SqliteProcessingStore):
     """The tracker's SQLite database: projection tables, processed event ids and the outbox."""
 
     def __init__(self, path: Path | str) -> None:

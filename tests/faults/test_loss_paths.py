@@ -29,7 +29,7 @@ from aiokafka.partitioner import murmur2
 from schemas.agencies import Agency
 from schemas.catalog import load_catalog
 from schemas.envelope import Event, event_headers, event_key, event_value
-from schemas.events import HandoffOutcome, HandoffOutcomeData, OutcomeKind, parse_event
+from schemas.events import HandoffOutcomeData, HandoffReported, OutcomeKind, parse_event
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, MAIN_PARTITIONS, requests_topic
 from services.runtime import deadletter, keys
 from services.runtime.dlq import DeadLetter
@@ -325,7 +325,7 @@ async def test_an_outcome_for_a_dossier_no_router_holds_is_dead_lettered_and_cou
     before = await metric(router_url, "lienthong_dead_letters_total", agency="none", error_class="poison")
     catalog = load_catalog()
     step = catalog.procedure("9.900005").route[0]
-    orphan = HandoffOutcome.create(
+    orphan = HandoffReported.create(
         data=HandoffOutcomeData(
             handoff_id=uuid.uuid4(), step_id=step.id, agency=step.agency, action=step.action,
             kind=OutcomeKind.COMPLETED,
@@ -393,7 +393,7 @@ async def test_an_outcome_of_a_step_the_catalog_lost_is_dead_lettered_and_its_pa
         letter = next(x for x in await letters_of(stack, held.dossier_id) if x.topic.endswith(".dlq"))
         assert letter.error_class == "internal" and "no step 'register_marriage'" in letter.message
         outcome = parse_event(letter.value, letter.headers)
-        assert isinstance(outcome, HandoffOutcome) and outcome.data.step_id == "register_marriage"
+        assert isinstance(outcome, HandoffReported) and outcome.data.step_id == "register_marriage"
     finally:
         router.env.pop("LIENTHONG_CATALOG_PATH", None)
         stack.restart("router")

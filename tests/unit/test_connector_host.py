@@ -16,12 +16,12 @@ from connectors.base import Completed, Connector, HandoffRequest, HandoffResult,
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.agencies import Agency
 from schemas.envelope import Event
-from schemas.events import HandoffOutcome, HandoffRequested, parse_event
+from schemas.events import HandoffReported, HandoffRequested, parse_event
 from services.runtime import deadletter, headers
 from services.runtime.connector_host import (
     _OUTCOME_NAMESPACE,
     ConnectorHost,
-    HandoffStore,
+    ConnectorStore,
     HostSettings,
     WrongAgency,
     poll_wait,
@@ -61,7 +61,7 @@ async def _send(record: OutgoingRecord) -> object:  # the relay is not run in th
 
 
 def make_host(tmp_path: Path, connector: Connector) -> ConnectorHost:
-    store = HandoffStore(tmp_path / "connector.db")
+    store = ConnectorStore(tmp_path / "connector.db")
     relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
     fast = BlipRetry(attempts=3, within_s=1.0, first_wait_s=0.01, max_wait_s=0.02, call_timeout_s=0.5)
     return ConnectorHost(connector, store, relay, HostSettings(blip_retry=fast, poll_interval_s=0.0))
@@ -102,9 +102,9 @@ async def handle(host: ConnectorHost, request: HandoffRequested) -> list[Outgoin
     return effect.emitted
 
 
-def outcomes(records: list[OutgoingRecord]) -> list[HandoffOutcome]:
+def outcomes(records: list[OutgoingRecord]) -> list[HandoffReported]:
     events = [parse_event(r.value, r.headers) for r in records if r.topic.endswith("handoff.outcome")]
-    return [e for e in events if isinstance(e, HandoffOutcome)]
+    return [e for e in events if isinstance(e, HandoffReported)]
 
 
 async def test_completed_call_publishes_a_completed_outcome(
@@ -313,7 +313,7 @@ async def test_a_pending_job_is_polled_when_due_not_a_whole_interval_later(
             return Completed({"paid": True})
 
     connector = TimedRegistry(WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-1"))
-    store = HandoffStore(tmp_path / "connector.db")
+    store = ConnectorStore(tmp_path / "connector.db")
     relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
     host = ConnectorHost(connector, store, relay, HostSettings(poll_interval_s=1.0))
     loop = asyncio.create_task(host.poll_loop())
@@ -337,7 +337,7 @@ async def test_a_job_still_running_is_polled_less_and_less_often(
     tmp_path: Path, marriage_request: HandoffRequested
 ) -> None:
     connector = FakeMarriageRegistry(Pending(poll_token="job-1"))
-    store = HandoffStore(tmp_path / "connector.db")
+    store = ConnectorStore(tmp_path / "connector.db")
     relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
     host = ConnectorHost(connector, store, relay, HostSettings(poll_interval_s=8.0))
     await handle(host, marriage_request)

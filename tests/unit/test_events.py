@@ -16,8 +16,8 @@ from schemas import (
     FORMS,
     DossierReceived,
     Event,
-    HandoffOutcome,
     HandoffOutcomeData,
+    HandoffReported,
     HandoffRequested,
     HandoffRequestedData,
     InvalidHeader,
@@ -260,9 +260,9 @@ def test_create_continues_the_journey_of_its_cause() -> None:
 
 
 def test_create_without_cause_needs_a_dossier() -> None:
-    outcome = HandoffOutcome.model_validate_json(raw(example(HandoffOutcome)))
+    outcome = HandoffReported.model_validate_json(raw(example(HandoffReported)))
     with pytest.raises(ValueError, match="dossier_id"):
-        HandoffOutcome.create(data=outcome.data, producer="connector.land")
+        HandoffReported.create(data=outcome.data, producer="connector.land")
 
 
 @pytest.mark.parametrize(("kind", "model"), sorted(FORMS.items()))

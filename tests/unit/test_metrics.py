@@ -19,11 +19,11 @@ from services.runtime.metrics import (
     CATALOGUE,
     METRICS,
     RETRY_TIER_NAMES,
-    DossierState,
     LegState,
     MetricKind,
     Metrics,
     MetricSpec,
+    OpenDossierState,
     RatioScope,
     RejectionKind,
     Service,
@@ -79,7 +79,7 @@ def _touch_everything(metrics: Metrics) -> None:
     metrics.dossier_received(codes[0], Channel.ONLINE)
     metrics.intake_rejected(RejectionKind.INVALID_FIELDS)
     metrics.dossier_closed(codes[0], ClosedResult.COMPLETED, on_time=True)
-    metrics.set_dossiers(codes[0], DossierState.OVERDUE, 2)
+    metrics.set_dossiers(codes[0], OpenDossierState.OVERDUE, 2)
     metrics.set_apology_slips_due(codes[0], 1)
     metrics.set_waiting_too_long(codes[0], 1)
     metrics.set_on_time_ratio(RatioScope.PROCEDURE, codes[0], 0.9)

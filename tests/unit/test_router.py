@@ -20,7 +20,7 @@ from schemas.events import DossierClosed, DossierStatusChanged, HandoffRequested
 from schemas.status import NationalStatus
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from services.router.app import RouterSettings, build_app
-from services.router.store import SqliteRouterStore as RouterStore
+from services.router.store import RouterStore
 from services.runtime import deadletter
 from services.runtime.outbox import OutgoingRecord
 from tests.factories import dossier_received, of_type, outcome_for

@@ -29,7 +29,7 @@ from services.runtime.service import LoopHealth, build_service_app, instrument_b
 from services.runtime.tracing import traced_sender, use_tracer_provider
 from services.tracker import projection
 from services.tracker.gauges import counting_closures, publish, snapshot
-from services.tracker.store import SqliteTrackerStore
+from services.tracker.store import TrackerStore
 from services.tracker.views import TrackerViews
 from tests.sandboxes.helpers import eventually
 from tests.unit.test_tracker import MONDAY_9AM, closed, local, receive
@@ -54,7 +54,7 @@ async def test_every_service_serves_health_ready_metrics_and_its_asyncapi_docume
 
 async def test_a_closing_counts_once_however_often_it_arrives(tmp_path: Path) -> None:
     metrics = build_metrics(CollectorRegistry())
-    store = SqliteTrackerStore(tmp_path / "tracker.db")
+    store = TrackerStore(tmp_path / "tracker.db")
     handlers = counting_closures(projection.HANDLERS, store, metrics)
     received = receive(LAND_TRANSFER)
     first = closed(received, local(12, 2, 10), on_time=True)
@@ -92,7 +92,7 @@ async def test_a_closing_counts_once_however_often_it_arrives(tmp_path: Path) ->
 
 async def test_the_dossier_gauges_count_open_dossiers_by_procedure_and_state(tmp_path: Path) -> None:
     metrics = build_metrics(CollectorRegistry())
-    store = SqliteTrackerStore(tmp_path / "tracker.db")
+    store = TrackerStore(tmp_path / "tracker.db")
     for event in (receive(LAND_TRANSFER), receive(LAND_TRANSFER)):
         store.commit(str(event.event_id), [], projection.write_for(event))
     views = TrackerViews(store.conn, load_catalog(), now=lambda: MONDAY_9AM)

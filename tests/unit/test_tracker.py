@@ -36,7 +36,7 @@ from schemas.workdays import VN_TZ
 from services.tracker import projection
 from services.tracker.app import TrackerSettings, build_app, tracker_topics
 from services.tracker.gauges import snapshot
-from services.tracker.store import SqliteTrackerStore
+from services.tracker.store import TrackerStore
 from services.tracker.views import TrackerViews
 from tests.factories import dossier_received, example_form, outcome_for
 from tests.in_memory import InMemoryService
@@ -201,8 +201,8 @@ class Tracker:
         self.service = InMemoryService(lambda: build_app(settings, now=lambda: self.now), [])
 
     @property
-    def store(self) -> SqliteTrackerStore:
-        store: SqliteTrackerStore = self.service.store
+    def store(self) -> TrackerStore:
+        store: TrackerStore = self.service.store
         return store
 
     async def start(self) -> None:

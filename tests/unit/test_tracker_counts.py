@@ -17,7 +17,7 @@ from schemas.agencies import Agency
 from schemas.events import DossierReceived
 from schemas.status import NationalStatus
 from schemas.workdays import WorkingCalendar
-from services.runtime.metrics import DossierState, LegState, RatioScope
+from services.runtime.metrics import LegState, OpenDossierState, RatioScope
 from services.tracker.gauges import Snapshot, refresh, snapshot, zeroed_snapshot
 from services.tracker.views import (
     AgencyStats,
@@ -57,11 +57,11 @@ def reference_snapshot(views: TrackerViews) -> Snapshot:
         code = detail.procedure.code if detail.procedure is not None else None
         if code is not None and not detail.closed:
             state = (
-                DossierState.OVERDUE
+                OpenDossierState.OVERDUE
                 if detail.overdue
-                else DossierState.PAUSED
+                else OpenDossierState.PAUSED
                 if detail.paused
-                else DossierState.IN_PROGRESS
+                else OpenDossierState.IN_PROGRESS
             )
             shot.dossiers[(code, state)] += 1
             shot.apology_due[code] += detail.apology_due
@@ -269,8 +269,8 @@ async def test_the_counts_are_those_of_every_dossier_evaluated_as_of_now(tracker
     assert_counts_as_evaluating_everything(views)
     before = snapshot(views)
     assert before.legs[("social_insurance", LegState.STUCK)] == 1
-    assert before.dossiers[(MARRIAGE, DossierState.IN_PROGRESS)] == 1
-    assert before.dossiers[("9.999998", DossierState.IN_PROGRESS)] == 1
+    assert before.dossiers[(MARRIAGE, OpenDossierState.IN_PROGRESS)] == 1
+    assert before.dossiers[("9.999998", OpenDossierState.IN_PROGRESS)] == 1
     assert before.on_time_ratio[(RatioScope.PROCEDURE, MARRIAGE)] == 1 / 2
     assert [p.code for p in views.stats().by_procedure][-2:] == ["9.999998", "9.999997"]
 
@@ -281,7 +281,7 @@ async def test_the_counts_are_those_of_every_dossier_evaluated_as_of_now(tracker
     assert after.legs[("social_insurance", LegState.STUCK)] == 0
     assert after.on_time_ratio[(RatioScope.PROCEDURE, MARRIAGE)] == 0.0
     assert after.on_time_ratio[(RatioScope.AGENCY, "social_insurance")] == 0.0
-    assert after.dossiers[(MARRIAGE, DossierState.OVERDUE)] == 1
+    assert after.dossiers[(MARRIAGE, OpenDossierState.OVERDUE)] == 1
     assert after.apology_due[MARRIAGE] == 1
     # Another reader of the same database (the API's views) agrees without judging anything again.
     assert views_of(tracker).stats() == reference_stats(views)
