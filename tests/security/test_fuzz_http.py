@@ -31,7 +31,8 @@ from connectors.tax.sandbox import app as tax_module
 from connectors.tax.sandbox.app import create_app as tax_app
 from schemas.catalog import load_catalog
 from schemas.workdays import default_calendar
-from services.intake.app import Intake, add_routes
+from services.intake.api import add_routes
+from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.stack.samples import SampleDossiers
 

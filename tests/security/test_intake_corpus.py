@@ -37,8 +37,9 @@ from hypothesis import strategies as st
 
 from schemas.catalog import load_catalog
 from schemas.workdays import default_calendar
-from services.intake.app import Intake, add_routes
+from services.intake.api import add_routes
 from services.intake.examples import example
+from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.intake.submission import MAX_BODY_BYTES
 from services.stack.samples import SampleDossiers

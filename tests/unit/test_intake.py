@@ -22,7 +22,8 @@ from schemas.catalog import load_catalog
 from schemas.events import DossierReceived, parse_event
 from schemas.forms import FORMS
 from schemas.workdays import default_calendar
-from services.intake.app import Intake, add_routes
+from services.intake.api import add_routes
+from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.stack.samples import SampleDossiers
 

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from schemas.catalog import load_catalog
 from schemas.workdays import default_calendar
-from services.intake.app import Intake, add_routes
+from services.intake.api import add_routes
+from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.stack.samples import SampleDossiers
 from tests.clock import LOS_ANGELES, MACHINE_ZONES, fixed, machine_zone, travel, vn
