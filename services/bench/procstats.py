@@ -36,7 +36,7 @@ def peak_rss_mb(pid: int) -> float:
 def freeze_survivors() -> None:
     """Collect now, and keep what survives out of the cyclic collector's sight, as every service does
     once started (``services.runtime.serve``): a full collection over the previous run's leftovers
-    (300 ms was seen) must not land inside the next measurement."""
+    must not land inside the next measurement."""
     gc.collect()
     gc.freeze()
 

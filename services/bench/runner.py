@@ -34,8 +34,7 @@ class BenchPlan:
     rounds: int = 3  # raw then hop, back to back; the round with the median hop ÷ raw is reported
     dossiers: int = 300  # pipeline and isolation maximum-rate runs
     # Before anything is measured: a co-located broker compiles its hot paths over its first minute or
-    # so of load, taking up to half a core for it (three 20 s runs at 17 births/s one after the other:
-    # broker 11.7, 8.3, 4.9 CPU s; p99 367, 203, 156 ms)
+    # so of load, taking up to half a core for it (docs/performance.md)
     warmup_dossiers: int = 1000
     fixed_rate_s: float = 20.0  # the half-load latency run
     dead_letters: int = 2000

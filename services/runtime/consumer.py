@@ -227,8 +227,8 @@ class EventConsumer:
     def _listen_without_pause(self, subscriber: Any) -> None:
         """FastStream's batch subscriber polls for ``batch_timeout_ms``, then, when nothing came, sleeps
         as long again: a record arriving meanwhile waits. aiokafka's ``getmany`` already returns the
-        moment a record arrives, so this subscriber only listens. At half load, a three-step dossier's
-        p50 fell from 107–126 ms (with a 10 ms sleep) to 86–97 ms. Should a FastStream release stop
+        moment a record arrives, so this subscriber only listens (what it saved: docs/performance.md).
+        Should a FastStream release stop
         calling ``get_msg``, its own poll and its BATCH_POLL_MS sleep come back (an integration test
         checks that it still calls this one)."""
 

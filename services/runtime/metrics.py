@@ -158,8 +158,8 @@ HANDOFF_DURATION = _spec(
     "lienthong_handoff_duration_seconds",
     _H,
     ("agency", "action"),
-    "Time a connector spends on one handoff request, from consuming it to publishing its outcome "
-    "(in-process retries included, delayed-tier waits excluded).",
+    "Time from a handoff's request to its outcome (the request's time to the outcome's): the agency's "
+    "answer, in-process retries and delay-tier waits included.",
     HANDOFF_BUCKETS,
 )
 HANDOFF_OUTCOMES = _spec(

@@ -1,7 +1,8 @@
 """The in-process retry for brief blips of an agency system, used around every agency call.
 
-tenacity is entered only after a first failure: wrapping every call costs about 24 µs even when
-nothing fails, and almost every call succeeds the first time. Longer outages are not retried here
+tenacity is entered only after a first failure: wrapping every call costs more than the rest of
+the call's bookkeeping even when nothing fails (docs/performance.md), and almost every call
+succeeds the first time. Longer outages are not retried here
 (that would block the partition): they go to the delayed retry tiers.
 """
 

@@ -15,7 +15,7 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     # masked handler, JSON lines by default (services.runtime.logs).
     configure_logging(str(getattr(app.state, "service", "lienthong")))
     # What exists by now (modules, pydantic validators, the app) lives as long as the process. Frozen
-    # out of the cyclic collector, it is no longer scanned by every full collection, which stalled the
-    # event loop ~60 ms each (a few ms once frozen).
+    # out of the cyclic collector, it is no longer scanned by every full collection, each of which
+    # stalled the event loop (docs/performance.md).
     gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, lifespan="on")
