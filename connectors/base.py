@@ -41,18 +41,26 @@ JsonObject = dict[str, Any]
 
 @dataclass(frozen=True)
 class Completed:
+    """The agency did its part; ``result`` flows to later legs as their ``inputs`` (never a name or a
+    citizen id)."""
+
     result: JsonObject = field(default_factory=dict)
     reference: str | None = None  # the agency's own number for the act (registration no., notice no.)
 
 
 @dataclass(frozen=True)
 class Rejected:
+    """A business refusal: the dossier goes back to the citizen with ``reason``, the agency's words."""
+
     reason: str
     reference: str | None = None
 
 
 @dataclass(frozen=True)
 class WaitingOnCitizen:
+    """The agency waits for the citizen (a notice to pay): the dossier's clock may pause; the runtime
+    polls with ``poll_token``."""
+
     reason: str
     poll_token: str
     result: JsonObject = field(default_factory=dict)  # e.g. the payment notice with its amounts
@@ -61,12 +69,17 @@ class WaitingOnCitizen:
 
 @dataclass(frozen=True)
 class Pending:
+    """Accepted, finishing later: the runtime polls with ``poll_token`` and tells no one meanwhile."""
+
     poll_token: str
     reference: str | None = None
 
 
 HandoffResult = Completed | Rejected | WaitingOnCitizen | Pending
+"""What ``handle`` and ``poll`` return."""
+
 FINAL_RESULTS = (Completed, Rejected)
+"""The results after which nothing more happens to the handoff."""
 
 
 @dataclass(frozen=True)

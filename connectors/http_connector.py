@@ -1,19 +1,21 @@
 """What every HTTP connector shares: its settings, its client's lifecycle, and reading a request.
 
-A connector subclasses :class:`HttpConnector` with its settings and client classes and implements
-``handle`` (and ``poll`` when work finishes later); ``start``/``stop`` and the ``client`` property come
-from here. :func:`parse_form` and :func:`earlier_result` read a request the same way in every adapter.
+A connector subclasses :class:`HttpConnector` with its settings and client classes (the client an
+:class:`~connectors.agency_client.AgencyClient`) and implements ``handle`` (and ``poll`` when work
+finishes later); ``start``/``stop`` and the ``client`` property come from here. :func:`parse_form`
+and :func:`earlier_result` read a request the same way in every adapter.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import to_json
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.agency_client import AgencyClient
 from connectors.base import Connector, HandoffRequest
 from connectors.errors import AgencyProtocolError
 
@@ -25,14 +27,6 @@ class AgencySettings(BaseSettings):
 
     url: str
     timeout_s: float = Field(default=10.0, gt=0, description="one HTTP call to the agency system")
-
-
-class AgencyClient(Protocol):
-    def __init__(
-        self, base_url: str, *, timeout: float = ..., transport: httpx.AsyncBaseTransport | None = ...
-    ) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 SettingsT = TypeVar("SettingsT", bound=AgencySettings)

@@ -48,6 +48,7 @@ from schemas.errors import (
     UnsupportedSchemaVersion,
     field_errors,
 )
+from schemas.examples import event_example
 from schemas.forms import FormKind, validate_form
 from schemas.status import CLOSING_STATUSES, ClockEffect, NationalStatus
 from schemas.values import DocumentRef, DossierCode, Person, ProcedureCode, UtcDatetime
@@ -256,46 +257,10 @@ class DossierClosedData(BaseModel):
 
 # --- examples ---------------------------------------------------------------------------------
 
-_DOSSIER_ID = "3f2b8a4e-6c1d-4f7a-9b2e-1a5c7d9e0f11"
-_CORRELATION_ID = "8d6e4c2a-0b9f-4e7d-8c5b-3a1f2e4d6c88"
-_HANDOFF_ID = "5a7c9e1b-3d5f-4a2c-8e6b-7d9f1a3c5e22"
-_APPLICANT = {
-    "citizen_id": "001085012345",
-    "full_name": "Nguyễn Văn An",
-    "date_of_birth": "1985-03-14",
-    "sex": "male",
-    "address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
-}
-_LAND_FORM = {
-    "parcel_id": "TD-12-345",
-    "area_m2": 120.5,
-    "transferor": _APPLICANT,
-    "transferee": {
-        "citizen_id": "079190123456",
-        "full_name": "Trần Thị Bình",
-        "date_of_birth": "1990-11-02",
-        "sex": "female",
-    },
-    "declared_value_vnd": 3_500_000_000,
-}
 
-
-def _example(
-    event_type: str, event_id: str, occurred_at: str, producer: str, data: dict[str, Any]
-) -> ConfigDict:
-    envelope: dict[str, Any] = {
-        "event_id": event_id,
-        "event_type": event_type,
-        "schema_version": 1,
-        "occurred_at": occurred_at,
-        "producer": producer,
-        "dossier_id": _DOSSIER_ID,
-        "correlation_id": _CORRELATION_ID,
-        "causation_id": None,
-        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        "data": data,
-    }
-    return ConfigDict(json_schema_extra={"examples": [envelope]})
+def _example(event_type: str, major: int = 1) -> ConfigDict:
+    """The event's golden example (``schemas/examples``) as its JSON Schema example."""
+    return ConfigDict(json_schema_extra={"examples": [event_example(event_type, major)]})
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -304,31 +269,7 @@ def _example(
 class DossierReceived(Event):
     """Intake accepted a dossier; the router starts its route."""
 
-    model_config = _example(
-        "vn.lienthong.dossier.received",
-        "0c9a7e55-2b1f-4d3c-9a8e-6f4b2d1c0e01",
-        "2024-09-16T02:15:00Z",
-        "intake",
-        {
-            "dossier_code": "LT-240916-000042",
-            "procedure_code": "9.900001",
-            "channel": "counter",
-            "applicant": _APPLICANT,
-            "form_kind": "land_transfer",
-            "form": _LAND_FORM,
-            "documents": [
-                {
-                    "name": "hop-dong-chuyen-nhuong.pdf",
-                    "media_type": "application/pdf",
-                    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                    "size_bytes": 482133,
-                }
-            ],
-            "received_at": "2024-09-16T02:15:00Z",
-            "clock_starts_at": "2024-09-16T02:15:00Z",
-            "due_at": "2024-09-30T10:00:00Z",
-        },
-    )
+    model_config = _example("vn.lienthong.dossier.received")
 
     event_type: Literal["vn.lienthong.dossier.received"] = "vn.lienthong.dossier.received"
     schema_version: Literal[1] = 1
@@ -338,25 +279,7 @@ class DossierReceived(Event):
 class HandoffRequested(Event):
     """The router asks one agency to perform one step of the dossier's route."""
 
-    model_config = _example(
-        "vn.lienthong.handoff.requested",
-        "1d8b6f44-3c2e-4e4d-8b9f-7a5c3e2d1f02",
-        "2024-09-16T02:15:01Z",
-        "router",
-        {
-            "handoff_id": _HANDOFF_ID,
-            "dossier_code": "LT-240916-000042",
-            "procedure_code": "9.900001",
-            "step_id": "check_dossier",
-            "agency": "land",
-            "action": "check_transfer",
-            "form_kind": "land_transfer",
-            "form": _LAND_FORM,
-            "inputs": {},
-            "leg_due_at": "2024-09-19T10:00:00Z",
-            "dossier_due_at": "2024-09-30T10:00:00Z",
-        },
-    )
+    model_config = _example("vn.lienthong.handoff.requested")
 
     event_type: Literal["vn.lienthong.handoff.requested"] = "vn.lienthong.handoff.requested"
     schema_version: Literal[1] = 1
@@ -366,23 +289,7 @@ class HandoffRequested(Event):
 class HandoffReported(Event):
     """A connector reports what came of a handoff."""
 
-    model_config = _example(
-        "vn.lienthong.handoff.outcome",
-        "2e7c5a33-4d3f-4f5e-9c8a-8b6d4f3e2a03",
-        "2024-09-17T03:40:00Z",
-        "connector.land",
-        {
-            "handoff_id": _HANDOFF_ID,
-            "step_id": "check_dossier",
-            "agency": "land",
-            "action": "check_transfer",
-            "kind": "completed",
-            "reason": None,
-            "result": {"cadastral_slip_no": "PCT-2024-00917", "parcel_owner_matches": True},
-            "agency_reference": "VPDK-HN-2024-117",
-            "error_class": None,
-        },
-    )
+    model_config = _example("vn.lienthong.handoff.outcome")
 
     event_type: Literal["vn.lienthong.handoff.outcome"] = "vn.lienthong.handoff.outcome"
     schema_version: Literal[1] = 1
@@ -392,21 +299,7 @@ class HandoffReported(Event):
 class DossierStatusChanged(Event):
     """The dossier's national status changed."""
 
-    model_config = _example(
-        "vn.lienthong.dossier.status_changed",
-        "3f6d4b22-5e4a-4a6f-8d7b-9c7e5a4f3b04",
-        "2024-09-18T08:00:00Z",
-        "router",
-        {
-            "dossier_code": "LT-240916-000042",
-            "procedure_code": "9.900001",
-            "status": 6,
-            "previous_status": 4,
-            "holder": "tax",
-            "reason": "Chờ nộp thuế thu nhập cá nhân và lệ phí trước bạ",
-            "clock_paused": True,
-        },
-    )
+    model_config = _example("vn.lienthong.dossier.status_changed")
 
     event_type: Literal["vn.lienthong.dossier.status_changed"] = "vn.lienthong.dossier.status_changed"
     schema_version: Literal[1] = 1
@@ -416,22 +309,7 @@ class DossierStatusChanged(Event):
 class DossierClosed(Event):
     """The dossier is closed; nothing more will happen to it."""
 
-    model_config = _example(
-        "vn.lienthong.dossier.closed",
-        "4a5e3c11-6f5b-4b7a-9e6c-ad8f6b5a4c05",
-        "2024-09-27T09:30:00Z",
-        "router",
-        {
-            "dossier_code": "LT-240916-000042",
-            "procedure_code": "9.900001",
-            "final_status": 10,
-            "result": "completed",
-            "partial": False,
-            "reason": None,
-            "closed_at": "2024-09-27T09:30:00Z",
-            "on_time": True,
-        },
-    )
+    model_config = _example("vn.lienthong.dossier.closed")
 
     event_type: Literal["vn.lienthong.dossier.closed"] = "vn.lienthong.dossier.closed"
     schema_version: Literal[1] = 1

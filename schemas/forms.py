@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import to_json
 
+from schemas.examples import form_example
 from schemas.values import (
     PERSONAL,
     TYPED_TEXT,
@@ -68,38 +69,15 @@ BusinessName = Annotated[
 _FORM_CONFIG: Final = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-def _form_config(example: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(**_FORM_CONFIG, json_schema_extra={"examples": [example]})
-
-
-_SELLER = {
-    "citizen_id": "001085012345",
-    "full_name": "Nguyễn Văn An",
-    "date_of_birth": "1985-03-14",
-    "sex": "male",
-    "address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
-}
-_BUYER = {
-    "citizen_id": "079190123456",
-    "full_name": "Trần Thị Bình",
-    "date_of_birth": "1990-11-02",
-    "sex": "female",
-    "address": "45 Lê Lợi, quận 1, TP. Hồ Chí Minh",
-}
+def _form_config(kind: FormKind) -> ConfigDict:
+    """The forms' config, with the kind's golden example (``schemas/examples``) as its JSON Schema example."""
+    return ConfigDict(**_FORM_CONFIG, json_schema_extra={"examples": [form_example(kind)]})
 
 
 class LandTransferForm(BaseModel):
     """Land-use-right transfer (chuyển nhượng quyền sử dụng đất)."""
 
-    model_config = _form_config(
-        {
-            "parcel_id": "TD-12-345",
-            "area_m2": 120.5,
-            "transferor": _SELLER,
-            "transferee": _BUYER,
-            "declared_value_vnd": 3_500_000_000,
-        }
-    )
+    model_config = _form_config(FormKind.LAND_TRANSFER)
 
     parcel_id: ParcelId
     area_m2: AreaM2
@@ -117,15 +95,7 @@ class LandTransferForm(BaseModel):
 class FirstLandCertificateForm(BaseModel):
     """First-time land-use-right certificate (cấp Giấy chứng nhận lần đầu)."""
 
-    model_config = _form_config(
-        {
-            "parcel_id": "TD-7-88",
-            "area_m2": 200.0,
-            "applicant": _SELLER,
-            "land_use_purpose": "đất ở tại nông thôn",
-            "land_value_vnd": 900_000_000,
-        }
-    )
+    model_config = _form_config(FormKind.FIRST_LAND_CERTIFICATE)
 
     parcel_id: ParcelId
     area_m2: AreaM2
@@ -137,7 +107,7 @@ class FirstLandCertificateForm(BaseModel):
 class MarriageForm(BaseModel):
     """Marriage registration (đăng ký kết hôn)."""
 
-    model_config = _form_config({"husband": _SELLER, "wife": _BUYER})
+    model_config = _form_config(FormKind.MARRIAGE)
 
     husband: Person
     wife: Person
@@ -152,17 +122,7 @@ class MarriageForm(BaseModel):
 class BirthForm(BaseModel):
     """Birth registration (đăng ký khai sinh), the first leg of the birth–residence–insurance group."""
 
-    model_config = _form_config(
-        {
-            "child_full_name": "Nguyễn Minh Khôi",
-            "child_date_of_birth": "2024-09-01",
-            "child_sex": "male",
-            "place_of_birth": "Bệnh viện Phụ sản Hà Nội",
-            "mother": _BUYER,
-            "father": _SELLER,
-            "residence_address": "12 Hàng Bài, quận Hoàn Kiếm, Hà Nội",
-        }
-    )
+    model_config = _form_config(FormKind.BIRTH)
 
     child_full_name: FullName = Field(json_schema_extra=PERSONAL)
     child_date_of_birth: PastDate = Field(json_schema_extra=PERSONAL)
@@ -185,15 +145,7 @@ class BirthForm(BaseModel):
 class DeathForm(BaseModel):
     """Death registration (đăng ký khai tử), with removal of residence and the funeral allowance."""
 
-    model_config = _form_config(
-        {
-            "deceased": _SELLER,
-            "date_of_death": "2024-08-20",
-            "place_of_death": "Bệnh viện Bạch Mai, Hà Nội",
-            "declarant": _BUYER,
-            "allowance_beneficiary": _BUYER,
-        }
-    )
+    model_config = _form_config(FormKind.DEATH)
 
     deceased: Person
     date_of_death: PastDate
@@ -215,15 +167,7 @@ class DeathForm(BaseModel):
 class HouseholdBusinessForm(BaseModel):
     """Household business registration with a tax code (đăng ký hộ kinh doanh)."""
 
-    model_config = _form_config(
-        {
-            "business_name": "Hộ kinh doanh Phở Bình",
-            "owner": _BUYER,
-            "business_address": "45 Lê Lợi, quận 1, TP. Hồ Chí Minh",
-            "line_of_business": "Dịch vụ ăn uống",
-            "capital_vnd": 150_000_000,
-        }
-    )
+    model_config = _form_config(FormKind.HOUSEHOLD_BUSINESS)
 
     business_name: BusinessName
     owner: Person

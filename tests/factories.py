@@ -1,4 +1,4 @@
-"""Valid events for tests, built from the contracts' own examples."""
+"""Valid events for tests, built from the contracts' golden examples (``schemas/examples``)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,12 @@ from schemas.events import (
     HandoffRequested,
     OutcomeKind,
 )
-from schemas.forms import FORMS
+from schemas.examples import form_example
 
 
 def example_form(form_kind: str) -> dict[str, Any]:
-    model = FORMS[form_kind]
-    extra = model.model_config.get("json_schema_extra")
-    assert isinstance(extra, dict)
-    examples = extra["examples"]
-    assert isinstance(examples, list) and isinstance(examples[0], dict)
-    return dict(examples[0])
+    """The golden valid form of ``form_kind``, a fresh copy."""
+    return form_example(form_kind)
 
 
 def dossier_received(

@@ -14,10 +14,16 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    parse_form,
+)
 from connectors.business_registry.client import AGENCY, BusinessRegistryClient
-from connectors.errors import AgencyProtocolError
-from connectors.http_connector import AgencySettings, HttpConnector, parse_form
 from schemas.agencies import Agency
 from schemas.forms import HouseholdBusinessForm
 

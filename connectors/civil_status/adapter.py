@@ -17,7 +17,15 @@ from typing import ClassVar, Final
 
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    parse_form,
+)
 from connectors.civil_status.client import (
     AGENCY,
     BirthDeclaration,
@@ -28,8 +36,6 @@ from connectors.civil_status.client import (
     Person,
     Registration,
 )
-from connectors.errors import AgencyProtocolError
-from connectors.http_connector import AgencySettings, HttpConnector, parse_form
 from schemas.agencies import Agency
 from schemas.forms import BirthForm, DeathForm, MarriageForm
 from schemas.values import Person as FormPerson

@@ -13,17 +13,13 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyClient
-from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
+from connectors import AgencyClient, AgencyProtocolError, JsonErrorBody
 
 AGENCY = "civil_status"
 DATE_FORMAT = "%d/%m/%Y"
 T = TypeVar("T")
-_PROTOCOL_CODES = {"IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_INVALID"}
 
 
 def to_dmy(value: date) -> str:
@@ -107,6 +103,8 @@ class Marriage(Registration):
 
 class CivilStatusClient(AgencyClient):
     agency = AGENCY
+    rejection_statuses = frozenset({422})
+    error_body = JsonErrorBody(code_keys=("ma_loi",), message_keys=("mo_ta",))
 
     async def register_marriage(self, husband: Person, wife: Person, *, idempotency_key: str) -> Registration:
         data = await self._post(
@@ -144,11 +142,10 @@ class CivilStatusClient(AgencyClient):
 
     async def get_marriage(self, citizen_id: str) -> Marriage | None:
         """The marriage registered for a person, or None."""
-        response = await self._http.request("GET", f"/api/ho-tich/ket-hon/{citizen_id}")
+        response = await self._request("GET", f"/api/ho-tich/ket-hon/{citizen_id}", reads=(404,))
         if response.status_code == 404:
             return None
-        self._raise_for_error(response)
-        data = self._http.json(response)
+        data = self._json(response)
         return self._convert(
             lambda: Marriage(
                 **self._registration(data),
@@ -158,9 +155,8 @@ class CivilStatusClient(AgencyClient):
         )
 
     async def _post(self, path: str, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        response = await self._http.request("POST", path, json_body=body, idempotency_key=idempotency_key)
-        self._raise_for_error(response)
-        return self._http.json(response)
+        response = await self._request("POST", path, json_body=body, idempotency_key=idempotency_key)
+        return self._json(response)
 
     @staticmethod
     def _registration(data: dict[str, Any]) -> dict[str, Any]:
@@ -177,20 +173,3 @@ class CivilStatusClient(AgencyClient):
             return build()
         except (KeyError, TypeError, ValidationError) as exc:
             raise AgencyProtocolError(f"reply lacks or garbles a field: {exc!r}", agency=AGENCY) from exc
-
-    def _raise_for_error(self, response: httpx.Response) -> None:
-        if response.status_code < 400:
-            return
-        code, message = "", response.text[:300]
-        try:
-            data = self._http.json(response)
-            code, message = str(data.get("ma_loi", "")), str(data.get("mo_ta", message))
-        except AgencyProtocolError:
-            pass
-        if code == KEY_IN_PROGRESS:  # the same request is still running there: try again later
-            raise AgencyUnavailable(message, agency=AGENCY, status_code=response.status_code)
-        if response.status_code == 422 and code and code not in _PROTOCOL_CODES:
-            raise AgencyRejected(message, code=code, agency=AGENCY, status_code=422)
-        raise AgencyProtocolError(
-            f"{code or 'error'}: {message}", agency=AGENCY, status_code=response.status_code
-        )

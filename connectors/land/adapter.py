@@ -32,9 +32,17 @@ from urllib.parse import parse_qsl, urlencode
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult, Pending
-from connectors.errors import AgencyProtocolError, AgencyUnavailable
-from connectors.http_connector import AgencySettings, HttpConnector, parse_form
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    AgencyUnavailable,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    Pending,
+    parse_form,
+)
 from connectors.land.client import AGENCY, Job, LandClient
 from schemas.agencies import Agency
 from schemas.forms import FirstLandCertificateForm, LandTransferForm

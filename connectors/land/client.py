@@ -18,8 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyClient
+from connectors import AgencyClient, AgencyProtocolError, AgencyRejected, AgencyUnavailable
 
 AGENCY = "land"
 JobStatus = Literal["running", "succeeded", "rejected", "failed"]
@@ -182,11 +181,10 @@ class LandClient(AgencyClient):
 
     async def get_job(self, job_id: str) -> Job:
         """The job as it is now (a rejected job is returned, not raised)."""
-        response = await self._http.request("GET", f"/api/v1/jobs/{job_id}")
+        response = await self._request("GET", f"/api/v1/jobs/{job_id}", reads=(404,))
         if response.status_code == 404:
             raise AgencyProtocolError(f"unknown job {job_id}", agency=AGENCY, status_code=404)
-        self._http.raise_for_client_error(response)
-        return self._http.model(Job, self._http.json(response), response)
+        return self._model(Job, self._json(response), response)
 
     async def wait_for_job(self, job_id: str, *, within_s: float = 30.0, interval_s: float = 0.05) -> Job:
         """Poll until the job finishes; return it if it succeeded, raise otherwise."""
@@ -201,7 +199,7 @@ class LandClient(AgencyClient):
             await asyncio.sleep(interval_s)
 
     async def get_parcel(self, parcel_id: str) -> Parcel:
-        response = await self._http.request("GET", f"/api/v1/parcels/{parcel_id}")
+        response = await self._request("GET", f"/api/v1/parcels/{parcel_id}", reads=(404,))
         if response.status_code == 404:
             raise AgencyRejected(
                 f"Thửa đất {parcel_id} không tồn tại",
@@ -210,24 +208,21 @@ class LandClient(AgencyClient):
                 agency=AGENCY,
                 status_code=404,
             )
-        self._http.raise_for_client_error(response)
-        return self._http.model(Parcel, self._http.json(response), response)
+        return self._model(Parcel, self._json(response), response)
 
     async def add_parcel(self, parcel: Parcel) -> Parcel:
         """Sandbox only: add a parcel for a test scenario."""
-        response = await self._http.request(
+        response = await self._request(
             "POST", "/_sandbox/parcels", json_body=parcel.model_dump(exclude={"certificate_no"})
         )
-        self._http.raise_for_client_error(response)
-        return self._http.model(Parcel, self._http.json(response), response)
+        return self._model(Parcel, self._json(response), response)
 
     async def _start(self, path: str, body: dict[str, Any], idempotency_key: str) -> Job:
-        response = await self._http.request("POST", path, json_body=body, idempotency_key=idempotency_key)
-        self._http.raise_for_client_error(response)
+        response = await self._request("POST", path, json_body=body, idempotency_key=idempotency_key)
         if response.status_code != 202:
             raise AgencyProtocolError(
                 f"expected 202 from {path}, got {response.status_code}",
                 agency=AGENCY,
                 status_code=response.status_code,
             )
-        return self._http.model(Job, self._http.json(response), response)
+        return self._model(Job, self._json(response), response)

@@ -18,9 +18,16 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult
-from connectors.errors import AgencyProtocolError
-from connectors.http_connector import AgencySettings, HttpConnector, earlier_result, parse_form
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    earlier_result,
+    parse_form,
+)
 from connectors.residence.client import AGENCY, ResidenceClient
 from schemas.agencies import Agency
 from schemas.forms import BirthForm, DeathForm

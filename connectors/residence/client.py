@@ -13,8 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from connectors.errors import AgencyProtocolError, AgencyRejected
-from connectors.sandbox_kit.agency_http import AgencyClient
+from connectors import AgencyClient, AgencyProtocolError, AgencyRejected, JsonErrorBody
 
 AGENCY = "residence"
 OK = "00"
@@ -35,6 +34,7 @@ def dmy(value: date) -> str:
 
 class ResidenceClient(AgencyClient):
     agency = AGENCY
+    error_body = JsonErrorBody(code_keys=("ma_ket_qua",), message_keys=("thong_diep",))
 
     async def register_permanent_residence(
         self,
@@ -86,9 +86,8 @@ class ResidenceClient(AgencyClient):
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None, idempotency_key: str | None
     ) -> dict[str, Any]:
-        response = await self._http.request(method, path, json_body=body, idempotency_key=idempotency_key)
-        self._http.raise_if_in_progress(response)
-        envelope = self._http.json(response)
+        response = await self._request(method, path, json_body=body, idempotency_key=idempotency_key)
+        envelope = self._json(response)
         code, message = envelope.get("ma_ket_qua"), str(envelope.get("thong_diep") or "")
         if response.status_code != 200 or not isinstance(code, str):
             raise AgencyProtocolError(

@@ -10,7 +10,8 @@ Keys are scoped by method and path: the same key on two endpoints means two requ
 Responses with a 5xx status, and 400 (a request the sandbox could not read, so no effect), are
 not stored: the key is released and a retry runs again.
 Bodies are compared by a hash of the canonical JSON (key order does not matter) or of the raw
-bytes for other media types.
+bytes for other media types. The header and the codes answered are the ones the agency clients
+read (:mod:`connectors.idempotency_key`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,8 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
+from connectors.idempotency_key import HEADER, KEY_IN_PROGRESS, KEY_INVALID, KEY_REUSED, REPLAYED_HEADER
 from connectors.sandbox_kit.store import Store
-
-HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
-KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-KEY_IN_PROGRESS = "IDEMPOTENCY_KEY_IN_PROGRESS"
-KEY_INVALID = "IDEMPOTENCY_KEY_INVALID"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency_keys (

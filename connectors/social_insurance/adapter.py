@@ -16,9 +16,18 @@ from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult, Pending, Rejected
-from connectors.errors import AgencyProtocolError
-from connectors.http_connector import AgencySettings, HttpConnector, earlier_result, parse_form
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    Pending,
+    Rejected,
+    earlier_result,
+    parse_form,
+)
 from connectors.social_insurance.client import AGENCY, Insured, SocialInsuranceClient
 from schemas.agencies import Agency
 from schemas.forms import BirthForm, DeathForm

@@ -13,12 +13,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from connectors.errors import AgencyProtocolError
-from connectors.sandbox_kit.agency_http import AgencyClient
+from connectors import AgencyClient, AgencyProtocolError
 
 AGENCY = "social_insurance"
 RequestStatus = Literal["PROCESSING", "APPROVED", "REJECTED"]
@@ -107,9 +105,8 @@ class SocialInsuranceClient(AgencyClient):
         return await self._submit(body, idempotency_key)
 
     async def get_request(self, request_id: str) -> RequestState:
-        response = await self._http.request("GET", f"/bhxh/api/requests/{request_id}")
-        self._http.raise_for_client_error(response)
-        return self._http.model(RequestState, self._http.json(response), response)
+        response = await self._request("GET", f"/bhxh/api/requests/{request_id}")
+        return self._model(RequestState, self._json(response), response)
 
     def health_card(self, state: RequestState) -> HealthCard:
         return self._result(HealthCard, state)
@@ -122,15 +119,14 @@ class SocialInsuranceClient(AgencyClient):
             raise AgencyProtocolError(
                 f"request {state.request_id} is {state.status} without a result", agency=AGENCY
             )
-        return self._http.model(model, state.result, httpx.Response(200))
+        return self._model(model, state.result)
 
     async def _submit(self, body: dict[str, Any], idempotency_key: str) -> Accepted:
-        response = await self._http.request(
+        response = await self._request(
             "POST", "/bhxh/api/requests", json_body=body, idempotency_key=idempotency_key
         )
-        self._http.raise_for_client_error(response)
         if response.status_code != 202:
             raise AgencyProtocolError(
                 f"expected 202, got {response.status_code}", agency=AGENCY, status_code=response.status_code
             )
-        return self._http.model(Accepted, self._http.json(response), response)
+        return self._model(Accepted, self._json(response), response)

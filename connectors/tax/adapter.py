@@ -24,9 +24,16 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from connectors.base import Completed, HandoffRequest, HandoffResult, WaitingOnCitizen
-from connectors.errors import AgencyProtocolError
-from connectors.http_connector import AgencySettings, HttpConnector, parse_form
+from connectors import (
+    AgencyProtocolError,
+    AgencySettings,
+    Completed,
+    HandoffRequest,
+    HandoffResult,
+    HttpConnector,
+    WaitingOnCitizen,
+    parse_form,
+)
 from connectors.tax.client import (
     AGENCY,
     CadastralSlip,

@@ -24,16 +24,13 @@ import httpx
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from connectors.sandbox_kit.agency_http import AgencyClient
-from connectors.sandbox_kit.idempotency import KEY_IN_PROGRESS
+from connectors import AgencyClient, AgencyProtocolError, ErrorBody
 
 AGENCY = "tax"
 XML = "application/xml"
 ObligationKind = Literal["chuyen_nhuong", "cap_lan_dau"]
 NoticeStatus = Literal["CHUA_NOP", "DA_NOP"]
 M = TypeVar("M", bound=BaseModel)
-_PROTOCOL_CODES = {"IDEMPOTENCY_KEY_REUSED", "IDEMPOTENCY_KEY_INVALID"}
 
 
 class _Model(BaseModel):
@@ -227,23 +224,36 @@ def parse_payment_confirmation(body: bytes) -> PaymentConfirmation:
     )
 
 
+class LoiBody:
+    """The tax authority's error body: ``<Loi><Ma>code</Ma><MoTa>its words</MoTa></Loi>``."""
+
+    def read(self, response: httpx.Response) -> ErrorBody:
+        excerpt = response.text[:300]
+        try:
+            r = _Reader(_parse(response.content, "Loi", response.status_code))
+        except AgencyProtocolError:
+            return ErrorBody("", excerpt)
+        return ErrorBody(r.opt("Ma") or "", r.opt("MoTa") or excerpt)
+
+
 class TaxClient(AgencyClient):
     agency = AGENCY
+    rejection_statuses = frozenset({409, 422})
+    error_body = LoiBody()
 
     async def submit_cadastral_slip(self, slip: CadastralSlip, *, idempotency_key: str) -> PaymentNotice:
-        response = await self._http.request(
+        response = await self._request(
             "POST",
             "/tax/cadastral-slips",
             content=build_slip_xml(slip),
             headers={"Content-Type": XML},
             idempotency_key=idempotency_key,
         )
-        self._raise_for_error(response)
         return parse_notice(response.content)
 
     async def get_notice(self, notice_no: str) -> PaymentNotice:
-        response = await self._http.request("GET", f"/tax/notices/{notice_no}")
-        self._raise_for_error(response, rejections=())
+        # An unknown notice is our mistake, not the citizen's: nothing here is a refusal.
+        response = await self._request("GET", f"/tax/notices/{notice_no}", rejection_statuses=())
         return parse_notice(response.content)
 
     async def pay(
@@ -253,14 +263,14 @@ class TaxClient(AgencyClient):
         root = ET.Element("NopTien")
         _add(root, "SoThongBao", notice_no)
         _add(root, "SoTien", amount_vnd)
-        response = await self._http.request(
+        response = await self._request(
             "POST",
             "/tax/bank/payments",
             content=_to_bytes(root),
             headers={"Content-Type": XML},
             idempotency_key=idempotency_key,
+            rejection_statuses=(404, 409, 422),  # the bank refuses an unknown notice too
         )
-        self._raise_for_error(response, rejections=(404, 409, 422))
         r = _Reader(_parse(response.content, "BienLaiNopTien", response.status_code))
         return _validated(
             PaymentReceipt,
@@ -281,14 +291,13 @@ class TaxClient(AgencyClient):
         _add(owner, "HoTen", registration.owner_name)
         _add(root, "DiaChi", registration.address)
         _add(root, "NganhNghe", registration.trade)
-        response = await self._http.request(
+        response = await self._request(
             "POST",
             "/tax/household-registrations",
             content=_to_bytes(root),
             headers={"Content-Type": XML},
             idempotency_key=idempotency_key,
         )
-        self._raise_for_error(response)
         r = _Reader(_parse(response.content, "ThongBaoMaSoThue", response.status_code))
         return _validated(
             HouseholdTaxCode,
@@ -296,21 +305,4 @@ class TaxClient(AgencyClient):
             dossier_code=r.req("MaHoSo"),
             business_name=r.req("TenHoKinhDoanh"),
             issued_on=r.req("NgayCap"),
-        )
-
-    def _raise_for_error(self, response: httpx.Response, rejections: tuple[int, ...] = (409, 422)) -> None:
-        if response.status_code < 400:
-            return
-        code, message = "", response.text[:300]
-        try:
-            r = _Reader(_parse(response.content, "Loi", response.status_code))
-            code, message = r.opt("Ma") or "", r.opt("MoTa") or message
-        except AgencyProtocolError:
-            pass
-        if code == KEY_IN_PROGRESS:  # the same request is still running there: try again later
-            raise AgencyUnavailable(message, agency=AGENCY, status_code=response.status_code)
-        if response.status_code in rejections and code and code not in _PROTOCOL_CODES:
-            raise AgencyRejected(message, code=code, agency=AGENCY, status_code=response.status_code)
-        raise AgencyProtocolError(
-            f"{code or 'error'}: {message}", agency=AGENCY, status_code=response.status_code
         )

@@ -10,6 +10,7 @@ from connectors.testing.conformance import (
     agency_id,
     people_in,
 )
+from connectors.testing.samples import SampleForms
 from connectors.testing.transport import DeadlineASGITransport
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Kit",
     "KitEnvironment",
     "RejectionCase",
+    "SampleForms",
     "agency_id",
     "people_in",
 ]

@@ -73,10 +73,10 @@ from connectors.base import (
     WaitingOnCitizen,
 )
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from connectors.testing.samples import SampleForms
 from connectors.testing.transport import DeadlineASGITransport
 from schemas.agencies import AGENCY_ACTIONS, Agency
 from schemas.workdays import vn_today
-from services.stack.samples import SampleDossiers
 
 RequestFactory = Callable[["Kit"], Awaitable[HandoffRequest]]
 CitizenStep = Callable[["Kit", WaitingOnCitizen], Awaitable[None]]
@@ -136,7 +136,7 @@ class Kit:
     env: KitEnvironment
     app: FastAPI
     admin: httpx.AsyncClient  # the sandbox's own endpoints (records, faults), never faulted
-    samples: SampleDossiers = field(default_factory=lambda: SampleDossiers(seed=2026))
+    samples: SampleForms = field(default_factory=lambda: SampleForms(seed=2026))  # the golden forms, made new
     settle_within_s: float = 10.0
     poll_interval_s: float = 0.05
 

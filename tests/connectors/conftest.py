@@ -23,7 +23,7 @@ from connectors.land.sandbox.app import create_app as create_land_app
 from connectors.tax.adapter import TaxConnector, TaxSettings
 from connectors.tax.client import TaxClient
 from connectors.tax.sandbox.app import create_app as create_tax_app
-from services.stack.samples import SampleDossiers
+from connectors.testing import SampleForms
 from tests.sandboxes.helpers import BASE_URL, asgi_client
 
 C = TypeVar("C", bound=Connector)
@@ -101,8 +101,8 @@ async def civil() -> AsyncIterator[CivilSandbox]:
 
 
 @pytest.fixture
-def samples() -> SampleDossiers:
-    return SampleDossiers(seed=2026)
+def samples() -> SampleForms:
+    return SampleForms(seed=2026)
 
 
 def handoff(

@@ -14,7 +14,7 @@ from connectors.testing import ConformanceCase, ConnectorConformance, Kit, KitEn
 
 
 async def household(kit: Kit) -> HandoffRequest:
-    form = kit.samples.household_business()["form"]
+    form = kit.samples.household_business()
     form["business_name"] += f" {kit.samples.random.randrange(10**9)}"  # names are unique per district
     return kit.handoff("register_household_business", "household_business", form)
 
@@ -22,7 +22,7 @@ async def household(kit: Kit) -> HandoffRequest:
 async def name_taken(kit: Kit) -> HandoffRequest:
     first = await household(kit)
     await kit.connector.handle(first)
-    other = kit.samples.household_business()["form"]
+    other = kit.samples.household_business()
     return kit.handoff(first.action, first.form_kind, {**other, "business_name": first.form["business_name"]})
 
 

@@ -9,20 +9,20 @@ import pytest
 
 from connectors.base import Completed
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from connectors.testing import SampleForms
 from schemas.values import Sex
 from schemas.workdays import vn_today
-from services.stack.samples import SampleDossiers
 from tests.connectors.conftest import CivilSandbox, handoff
 
 REGISTRATION_KEYS = {"registration_no", "registered_on", "book_no"}
 
 
-def marriage(samples: SampleDossiers) -> dict[str, Any]:
-    form: dict[str, Any] = samples.marriage()["form"]
+def marriage(samples: SampleForms) -> dict[str, Any]:
+    form: dict[str, Any] = samples.marriage()
     return form
 
 
-async def test_marriage_is_registered(civil: CivilSandbox, samples: SampleDossiers) -> None:
+async def test_marriage_is_registered(civil: CivilSandbox, samples: SampleForms) -> None:
     form = marriage(samples)
     done = await civil.connector.handle(
         handoff("register_marriage", "marriage", form, procedure_code="9.900005")
@@ -37,7 +37,7 @@ async def test_marriage_is_registered(civil: CivilSandbox, samples: SampleDossie
     assert held.husband.birth_date.isoformat() == form["husband"]["date_of_birth"]
 
 
-async def test_an_underage_marriage_is_rejected(civil: CivilSandbox, samples: SampleDossiers) -> None:
+async def test_an_underage_marriage_is_rejected(civil: CivilSandbox, samples: SampleForms) -> None:
     form = marriage(samples)
     form["husband"] = samples.person(Sex.MALE, date(vn_today().year - 19, 1, 1))
     with pytest.raises(AgencyRejected, match="chưa đủ 20 tuổi") as rejected:
@@ -46,7 +46,7 @@ async def test_an_underage_marriage_is_rejected(civil: CivilSandbox, samples: Sa
     assert await civil.count("marriages") == 0
 
 
-async def test_a_second_marriage_is_rejected(civil: CivilSandbox, samples: SampleDossiers) -> None:
+async def test_a_second_marriage_is_rejected(civil: CivilSandbox, samples: SampleForms) -> None:
     form = marriage(samples)
     assert isinstance(await civil.connector.handle(handoff("register_marriage", "marriage", form)), Completed)
     other = {**marriage(samples), "husband": form["husband"]}
@@ -55,9 +55,7 @@ async def test_a_second_marriage_is_rejected(civil: CivilSandbox, samples: Sampl
     assert rejected.value.code == "DA_KET_HON"
 
 
-async def test_a_redelivered_marriage_is_registered_once(
-    civil: CivilSandbox, samples: SampleDossiers
-) -> None:
+async def test_a_redelivered_marriage_is_registered_once(civil: CivilSandbox, samples: SampleForms) -> None:
     request = handoff("register_marriage", "marriage", marriage(samples))
     first = await civil.connector.handle(request)
     assert await civil.connector.handle(request) == first
@@ -65,9 +63,9 @@ async def test_a_redelivered_marriage_is_registered_once(
 
 
 async def test_birth_registration_hands_on_the_child_personal_id(
-    civil: CivilSandbox, samples: SampleDossiers
+    civil: CivilSandbox, samples: SampleForms
 ) -> None:
-    form = samples.birth()["form"]
+    form = samples.birth()
     request = handoff("register_birth", "birth", form, procedure_code="9.900003")
     done = await civil.connector.handle(request)
     assert isinstance(done, Completed)
@@ -82,14 +80,14 @@ async def test_birth_registration_hands_on_the_child_personal_id(
     assert birth["cha_so_dinh_danh"] == form["father"]["citizen_id"]
 
 
-async def test_birth_without_a_declared_father(civil: CivilSandbox, samples: SampleDossiers) -> None:
-    form = {**samples.birth()["form"], "father": None}
+async def test_birth_without_a_declared_father(civil: CivilSandbox, samples: SampleForms) -> None:
+    form = {**samples.birth(), "father": None}
     done = await civil.connector.handle(handoff("register_birth", "birth", form))
     assert isinstance(done, Completed)
 
 
-async def test_death_is_registered_once(civil: CivilSandbox, samples: SampleDossiers) -> None:
-    form = samples.death()["form"]
+async def test_death_is_registered_once(civil: CivilSandbox, samples: SampleForms) -> None:
+    form = samples.death()
     request = handoff("register_death", "death", form, procedure_code="1.011537")
     done = await civil.connector.handle(request)
     assert isinstance(done, Completed)
@@ -101,7 +99,7 @@ async def test_death_is_registered_once(civil: CivilSandbox, samples: SampleDoss
 
 
 async def test_an_unavailable_registry_is_agency_unavailable(
-    civil: CivilSandbox, samples: SampleDossiers
+    civil: CivilSandbox, samples: SampleForms
 ) -> None:
     await civil.faults(failure_rate=1)
     with pytest.raises(AgencyUnavailable):
@@ -109,7 +107,7 @@ async def test_an_unavailable_registry_is_agency_unavailable(
 
 
 async def test_a_garbled_registry_reply_is_a_protocol_error(
-    civil: CivilSandbox, samples: SampleDossiers
+    civil: CivilSandbox, samples: SampleForms
 ) -> None:
     await civil.faults(malformed_rate=1)
     with pytest.raises(AgencyProtocolError):

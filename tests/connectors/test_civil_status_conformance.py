@@ -19,19 +19,19 @@ REGISTRATION = frozenset({"registration_no", "registered_on", "book_no"})
 
 
 async def marriage(kit: Kit) -> HandoffRequest:
-    return kit.handoff("register_marriage", "marriage", kit.samples.marriage()["form"])
+    return kit.handoff("register_marriage", "marriage", kit.samples.marriage())
 
 
 async def birth(kit: Kit) -> HandoffRequest:
-    return kit.handoff("register_birth", "birth", kit.samples.birth()["form"])
+    return kit.handoff("register_birth", "birth", kit.samples.birth())
 
 
 async def death(kit: Kit) -> HandoffRequest:
-    return kit.handoff("register_death", "death", kit.samples.death()["form"])
+    return kit.handoff("register_death", "death", kit.samples.death())
 
 
 async def underage_marriage(kit: Kit) -> HandoffRequest:
-    form = kit.samples.marriage()["form"]
+    form = kit.samples.marriage()
     form["husband"] = kit.samples.person(Sex.MALE, date(vn_today().year - 19, 1, 1))
     return kit.handoff("register_marriage", "marriage", form)
 

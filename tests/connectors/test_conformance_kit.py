@@ -28,5 +28,5 @@ async def test_handoff_dossier_code_carries_vietnams_day(zone: str, moment: date
     async with httpx.AsyncClient(transport=env.transport, base_url=env.base_url) as admin:
         kit = Kit(connector, env, app, admin)
         with machine_zone(zone), travel(moment):
-            request = kit.handoff("register_marriage", "marriage", kit.samples.marriage()["form"])
+            request = kit.handoff("register_marriage", "marriage", kit.samples.marriage())
     assert request.dossier_code.startswith(f"LT-{day}-")

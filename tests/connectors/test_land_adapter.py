@@ -11,7 +11,7 @@ import pytest
 from connectors.base import Completed, HandoffResult, Pending, WaitingOnCitizen
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.land.adapter import LandConnector, parse_poll_token, poll_token
-from services.stack.samples import SampleDossiers
+from connectors.testing import SampleForms
 from tests.connectors.conftest import LandSandbox, TaxSandbox, add_parcel, handoff, land_sandbox
 
 SLIP_KEYS = {
@@ -24,9 +24,9 @@ SLIP_KEYS = {
 
 
 def transfer_form(
-    samples: SampleDossiers, owner: dict[str, Any], parcel_id: str, area: float = 120.5
+    samples: SampleForms, owner: dict[str, Any], parcel_id: str, area: float = 120.5
 ) -> dict[str, Any]:
-    form: dict[str, Any] = samples.land_transfer(parcel_id, owner, area)["form"]
+    form: dict[str, Any] = samples.land_transfer(parcel_id, owner, area)
     return form
 
 
@@ -52,7 +52,7 @@ async def poll_until_final(
 
 
 async def test_land_transfer_chain_changes_the_owner(
-    land: LandSandbox, tax: TaxSandbox, samples: SampleDossiers
+    land: LandSandbox, tax: TaxSandbox, samples: SampleForms
 ) -> None:
     owner = samples.person()
     parcel_id = samples.parcel_id()
@@ -89,12 +89,12 @@ async def test_land_transfer_chain_changes_the_owner(
 
 
 async def test_first_certificate_chain_certifies_the_parcel(
-    land: LandSandbox, tax: TaxSandbox, samples: SampleDossiers
+    land: LandSandbox, tax: TaxSandbox, samples: SampleForms
 ) -> None:
     user = samples.person()
     parcel_id = samples.parcel_id()
     await add_parcel(land, user, parcel_id, area_m2=200.0, certified=False)
-    form = samples.first_certificate(parcel_id, user, 200.0)["form"]
+    form = samples.first_land_certificate(parcel_id, user, 200.0)
 
     verified = await land.connector.handle(
         handoff("verify_first_certificate", "first_land_certificate", form)
@@ -134,7 +134,7 @@ async def test_first_certificate_chain_certifies_the_parcel(
     ],
 )
 async def test_check_rejections_carry_the_office_reason(
-    land: LandSandbox, samples: SampleDossiers, case: str, code: str, words: str
+    land: LandSandbox, samples: SampleForms, case: str, code: str, words: str
 ) -> None:
     owner = samples.person()
     parcel_id = samples.parcel_id()
@@ -149,17 +149,17 @@ async def test_check_rejections_carry_the_office_reason(
 
 
 async def test_first_certificate_of_a_certified_parcel_is_rejected(
-    land: LandSandbox, samples: SampleDossiers
+    land: LandSandbox, samples: SampleForms
 ) -> None:
     user = samples.person()
     parcel_id = samples.parcel_id()
     await add_parcel(land, user, parcel_id, certified=True)
-    form = samples.first_certificate(parcel_id, user, 120.5)["form"]
+    form = samples.first_land_certificate(parcel_id, user, 120.5)
     with pytest.raises(AgencyRejected, match="đã được cấp Giấy chứng nhận"):
         await land.connector.handle(handoff("verify_first_certificate", "first_land_certificate", form))
 
 
-async def test_registration_needs_the_payment_reference(land: LandSandbox, samples: SampleDossiers) -> None:
+async def test_registration_needs_the_payment_reference(land: LandSandbox, samples: SampleForms) -> None:
     owner = samples.person()
     parcel_id = samples.parcel_id()
     await add_parcel(land, owner, parcel_id)
@@ -171,7 +171,7 @@ async def test_registration_needs_the_payment_reference(land: LandSandbox, sampl
 
 
 async def test_a_form_that_does_not_fit_is_a_protocol_error_without_personal_data(
-    land: LandSandbox, samples: SampleDossiers
+    land: LandSandbox, samples: SampleForms
 ) -> None:
     owner = samples.person()
     form = transfer_form(samples, owner, samples.parcel_id())
@@ -181,7 +181,7 @@ async def test_a_form_that_does_not_fit_is_a_protocol_error_without_personal_dat
     assert owner["citizen_id"] not in str(broken.value) and owner["full_name"] not in str(broken.value)
 
 
-async def test_redelivered_requests_act_once(land: LandSandbox, samples: SampleDossiers) -> None:
+async def test_redelivered_requests_act_once(land: LandSandbox, samples: SampleForms) -> None:
     owner = samples.person()
     parcel_id = samples.parcel_id()
     await add_parcel(land, owner, parcel_id)
@@ -200,9 +200,7 @@ async def test_redelivered_requests_act_once(land: LandSandbox, samples: SampleD
     assert await land.count("jobs") == 2
 
 
-async def test_an_unavailable_office_is_agency_unavailable(
-    land: LandSandbox, samples: SampleDossiers
-) -> None:
+async def test_an_unavailable_office_is_agency_unavailable(land: LandSandbox, samples: SampleForms) -> None:
     await land.faults(failure_rate=1)
     form = transfer_form(samples, samples.person(), samples.parcel_id())
     with pytest.raises(AgencyUnavailable) as unavailable:
@@ -210,14 +208,14 @@ async def test_an_unavailable_office_is_agency_unavailable(
     assert unavailable.value.status_code == 503
 
 
-async def test_a_garbled_reply_is_a_protocol_error(land: LandSandbox, samples: SampleDossiers) -> None:
+async def test_a_garbled_reply_is_a_protocol_error(land: LandSandbox, samples: SampleForms) -> None:
     await land.faults(malformed_rate=1)
     form = transfer_form(samples, samples.person(), samples.parcel_id())
     with pytest.raises(AgencyProtocolError):
         await land.connector.handle(handoff("check_transfer", "land_transfer", form))
 
 
-async def test_a_slow_job_is_pending_then_completes_through_poll(samples: SampleDossiers) -> None:
+async def test_a_slow_job_is_pending_then_completes_through_poll(samples: SampleForms) -> None:
     async with land_sandbox(job_seconds=0.6, wait_s=0.1) as land:
         owner = samples.person()
         parcel_id = samples.parcel_id()
@@ -238,7 +236,7 @@ async def test_a_slow_job_is_pending_then_completes_through_poll(samples: Sample
         assert await land.count("jobs") == 1
 
 
-async def test_a_pending_job_that_is_rejected_rejects_through_poll(samples: SampleDossiers) -> None:
+async def test_a_pending_job_that_is_rejected_rejects_through_poll(samples: SampleForms) -> None:
     async with land_sandbox(job_seconds=0.4, wait_s=0.0) as land:
         owner = samples.person()
         parcel_id = samples.parcel_id()
@@ -252,7 +250,7 @@ async def test_a_pending_job_that_is_rejected_rejects_through_poll(samples: Samp
 
 
 async def test_a_job_the_office_failed_is_started_again(
-    land: LandSandbox, samples: SampleDossiers, monkeypatch: pytest.MonkeyPatch
+    land: LandSandbox, samples: SampleForms, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = land.app.state.registry
     evaluate = registry._evaluate

@@ -36,7 +36,7 @@ async def parcel_of(kit: Kit, owner: dict[str, Any], *, certified: bool, area_m2
 async def check(kit: Kit) -> HandoffRequest:
     owner = kit.samples.person()
     parcel_id = await parcel_of(kit, owner, certified=True)
-    form = kit.samples.land_transfer(parcel_id, owner, 120.5)["form"]
+    form = kit.samples.land_transfer(parcel_id, owner, 120.5)
     return kit.handoff("check_transfer", "land_transfer", form)
 
 
@@ -51,7 +51,7 @@ async def register(kit: Kit) -> HandoffRequest:
 async def verify(kit: Kit) -> HandoffRequest:
     user = kit.samples.person()
     parcel_id = await parcel_of(kit, user, certified=False, area_m2=200.0)
-    form = kit.samples.first_certificate(parcel_id, user, 200.0)["form"]
+    form = kit.samples.first_land_certificate(parcel_id, user, 200.0)
     return kit.handoff("verify_first_certificate", "first_land_certificate", form)
 
 
@@ -62,14 +62,14 @@ async def issue(kit: Kit) -> HandoffRequest:
 
 async def transferor_is_not_the_owner(kit: Kit) -> HandoffRequest:
     parcel_id = await parcel_of(kit, kit.samples.person(), certified=True)
-    form = kit.samples.land_transfer(parcel_id, kit.samples.person(), 120.5)["form"]
+    form = kit.samples.land_transfer(parcel_id, kit.samples.person(), 120.5)
     return kit.handoff("check_transfer", "land_transfer", form)
 
 
 async def parcel_already_certified(kit: Kit) -> HandoffRequest:
     user = kit.samples.person()
     parcel_id = await parcel_of(kit, user, certified=True)
-    form = kit.samples.first_certificate(parcel_id, user, 120.5)["form"]
+    form = kit.samples.first_land_certificate(parcel_id, user, 120.5)
     return kit.handoff("verify_first_certificate", "first_land_certificate", form)
 
 

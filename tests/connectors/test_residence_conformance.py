@@ -27,14 +27,14 @@ def birth_registered() -> dict[str, str]:
 
 
 async def register(kit: Kit) -> HandoffRequest:
-    form = kit.samples.birth()["form"]
+    form = kit.samples.birth()
     return kit.handoff(
         "register_permanent_residence", "birth", form, inputs={"register_birth": birth_registered()}
     )
 
 
 async def remove(kit: Kit) -> HandoffRequest:
-    form = kit.samples.death()["form"]
+    form = kit.samples.death()
     death = {"registration_no": f"KT-2026-{next(_ids):06d}", "registered_on": "2026-03-02", "book_no": "01"}
     return kit.handoff("remove_permanent_residence", "death", form, inputs={"register_death": death})
 

@@ -25,20 +25,20 @@ def birth_registered() -> dict[str, str]:
 
 
 async def card(kit: Kit) -> HandoffRequest:
-    form = kit.samples.birth()["form"]
+    form = kit.samples.birth()
     return kit.handoff(
         "issue_child_health_card", "birth", form, inputs={"register_birth": birth_registered()}
     )
 
 
 async def allowance(kit: Kit) -> HandoffRequest:
-    form = kit.samples.death()["form"]
+    form = kit.samples.death()
     death = {"registration_no": f"KT-2026-{next(_ids):06d}", "book_no": "01/2026"}
     return kit.handoff("pay_funeral_allowance", "death", form, inputs={"register_death": death})
 
 
 async def child_aged_six_or_more(kit: Kit) -> HandoffRequest:
-    form = kit.samples.birth()["form"]
+    form = kit.samples.birth()
     born = date(vn_today().year - 7, 1, 10)
     form["child_date_of_birth"] = born.isoformat()
     form["mother"] = kit.samples.person(Sex.FEMALE, date(1990, 3, 8))

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.base import Completed, WaitingOnCitizen
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from services.stack.samples import SampleDossiers
+from connectors.testing import SampleForms
 from tests.connectors.conftest import TaxSandbox, handoff
 
 NOTICE_KEYS = {
@@ -33,10 +33,10 @@ def land_result(parcel_id: str, area_m2: float, assessed: int | None = 5_400_000
     }
 
 
-def assess_transfer(samples: SampleDossiers, **inputs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def assess_transfer(samples: SampleForms, **inputs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     owner = samples.person()
     parcel_id = samples.parcel_id()
-    form: dict[str, Any] = samples.land_transfer(parcel_id, owner, 120.5)["form"]
+    form: dict[str, Any] = samples.land_transfer(parcel_id, owner, 120.5)
     request = handoff(
         "assess_transfer_obligations",
         "land_transfer",
@@ -53,7 +53,7 @@ def assert_no_personal_data(result: dict[str, Any], *people: dict[str, Any]) -> 
 
 
 async def test_transfer_assessment_waits_for_payment_then_completes(
-    tax: TaxSandbox, samples: SampleDossiers
+    tax: TaxSandbox, samples: SampleForms
 ) -> None:
     form, request = assess_transfer(samples)
     waiting = await tax.connector.handle(request)
@@ -80,12 +80,10 @@ async def test_transfer_assessment_waits_for_payment_then_completes(
     assert paid.result == {**waiting.result, "payment_reference": receipt.payment_reference}
 
 
-async def test_first_certificate_fees_use_the_assessed_value(
-    tax: TaxSandbox, samples: SampleDossiers
-) -> None:
+async def test_first_certificate_fees_use_the_assessed_value(tax: TaxSandbox, samples: SampleForms) -> None:
     user = samples.person()
     parcel_id = samples.parcel_id()
-    form = samples.first_certificate(parcel_id, user, 120.0)["form"]
+    form = samples.first_land_certificate(parcel_id, user, 120.0)
 
     assessed = await tax.connector.handle(
         handoff(
@@ -112,7 +110,7 @@ async def test_first_certificate_fees_use_the_assessed_value(
     assert without.result["registration_fee_vnd"] == round(form["land_value_vnd"] * 0.005)
 
 
-async def test_a_redelivered_assessment_sends_one_slip(tax: TaxSandbox, samples: SampleDossiers) -> None:
+async def test_a_redelivered_assessment_sends_one_slip(tax: TaxSandbox, samples: SampleForms) -> None:
     _, request = assess_transfer(samples)
     first = await tax.connector.handle(request)
     again = await tax.connector.handle(request)
@@ -120,15 +118,15 @@ async def test_a_redelivered_assessment_sends_one_slip(tax: TaxSandbox, samples:
     assert await tax.count("notices") == 1 and await tax.count("slips") == 1
 
 
-async def test_an_assessment_needs_the_land_slip(tax: TaxSandbox, samples: SampleDossiers) -> None:
+async def test_an_assessment_needs_the_land_slip(tax: TaxSandbox, samples: SampleForms) -> None:
     _, request = assess_transfer(samples, other={"certificate_no": "GCN-1"})
     with pytest.raises(AgencyProtocolError, match="cadastral slip"):
         await tax.connector.handle(request)
     assert await tax.count("slips") == 0
 
 
-async def test_household_tax_registration(tax: TaxSandbox, samples: SampleDossiers) -> None:
-    form = samples.household_business()["form"]
+async def test_household_tax_registration(tax: TaxSandbox, samples: SampleForms) -> None:
+    form = samples.household_business()
     request = handoff("register_household_tax", "household_business", form, procedure_code="9.900006")
     registered = await tax.connector.handle(request)
     assert isinstance(registered, Completed)
@@ -145,7 +143,7 @@ async def test_household_tax_registration(tax: TaxSandbox, samples: SampleDossie
 
 
 async def test_an_unavailable_tax_authority_is_agency_unavailable(
-    tax: TaxSandbox, samples: SampleDossiers
+    tax: TaxSandbox, samples: SampleForms
 ) -> None:
     await tax.faults(failure_rate=1)
     _, request = assess_transfer(samples)
@@ -155,7 +153,7 @@ async def test_an_unavailable_tax_authority_is_agency_unavailable(
         await tax.connector.poll("TB-2026-000001")
 
 
-async def test_a_garbled_tax_reply_is_a_protocol_error(tax: TaxSandbox, samples: SampleDossiers) -> None:
+async def test_a_garbled_tax_reply_is_a_protocol_error(tax: TaxSandbox, samples: SampleForms) -> None:
     await tax.faults(malformed_rate=1)
     _, request = assess_transfer(samples)
     with pytest.raises(AgencyProtocolError):

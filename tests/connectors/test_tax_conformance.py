@@ -48,22 +48,20 @@ async def pays_at_the_bank(kit: Kit, waiting: WaitingOnCitizen) -> None:
 
 async def transfer(kit: Kit) -> HandoffRequest:
     parcel_id = kit.samples.parcel_id()
-    form = kit.samples.land_transfer(parcel_id, kit.samples.person(), 120.5)["form"]
+    form = kit.samples.land_transfer(parcel_id, kit.samples.person(), 120.5)
     inputs = {"check_dossier": land_slip(parcel_id, 120.5)}
     return kit.handoff("assess_transfer_obligations", "land_transfer", form, inputs=inputs)
 
 
 async def first_certificate(kit: Kit) -> HandoffRequest:
     parcel_id = kit.samples.parcel_id()
-    form = kit.samples.first_certificate(parcel_id, kit.samples.person(), 200.0)["form"]
+    form = kit.samples.first_land_certificate(parcel_id, kit.samples.person(), 200.0)
     inputs = {"verify_parcel": land_slip(parcel_id, 200.0)}
     return kit.handoff("assess_first_certificate_fees", "first_land_certificate", form, inputs=inputs)
 
 
 async def household(kit: Kit) -> HandoffRequest:
-    return kit.handoff(
-        "register_household_tax", "household_business", kit.samples.household_business()["form"]
-    )
+    return kit.handoff("register_household_tax", "household_business", kit.samples.household_business())
 
 
 async def owner_with_a_household_already(kit: Kit) -> HandoffRequest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from copy import deepcopy
 from datetime import datetime
 from typing import Any
 from uuid import uuid4
@@ -37,13 +36,13 @@ from schemas import (
     validate_form,
 )
 from schemas.agencies import Agency
+from schemas.examples import event_example, form_example
 
 ALL = sorted(EVENT_TYPES.items())
 
 
 def example(model: type[Event]) -> dict[str, Any]:
-    examples = model.model_json_schema()["examples"]
-    return deepcopy(examples[0])
+    return event_example(model.EVENT_TYPE, model.SCHEMA_VERSION)
 
 
 def raw(document: dict[str, Any]) -> bytes:
@@ -277,7 +276,7 @@ def test_unknown_form_kind_is_named() -> None:
 
 
 def test_birth_form_refuses_a_mother_born_after_the_child() -> None:
-    form = deepcopy(FORMS["birth"].model_json_schema()["examples"][0])
+    form = form_example("birth")
     form["child_date_of_birth"] = "1980-01-01"
     with pytest.raises(ValidationError, match="mother must be born before"):
         validate_form("birth", form)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from schemas.examples import form_example
 from schemas.forms import FORMS, validate_form
 from schemas.status import ClockEffect, NationalStatus
 from schemas.values import (
@@ -354,11 +355,7 @@ def _with_inserted(document: dict[str, Any], path: tuple[str | int, ...], char: 
     return changed
 
 
-FORM_STRINGS = [
-    (kind, path)
-    for kind, model in sorted(FORMS.items())
-    for path in _string_leaves(model.model_json_schema()["examples"][0])
-]
+FORM_STRINGS = [(kind, path) for kind in sorted(FORMS) for path in _string_leaves(form_example(kind))]
 
 
 @pytest.mark.parametrize("char", ["\x00", "\u202e", "\u200b"], ids=["nul", "bidi_override", "zero_width"])
@@ -368,7 +365,7 @@ FORM_STRINGS = [
 def test_no_text_field_of_any_form_takes_an_invisible_character(
     kind: str, path: tuple[str | int, ...], char: str
 ) -> None:
-    form = FORMS[kind].model_json_schema()["examples"][0]
+    form = form_example(kind)
     with pytest.raises(ValidationError) as caught:
         validate_form(kind, _with_inserted(form, path, char))
     assert path in [e["loc"] for e in caught.value.errors()]
