@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
 import typer
 
+from services.cli import target
 from services.tracker import audit
 
 app = typer.Typer(help="The handoff log: a dossier's chain of custody, and a check that nobody edited it.")
 
-_DB = typer.Option(None, "--db", help="The tracker's SQLite file (default: $LIENTHONG_DATA_DIR/tracker.db).")
+_DB = typer.Option(
+    None,
+    "--db",
+    help="The tracker's SQLite file (default: tracker.db in $LIENTHONG_DATA_DIR, else in the running"
+    " `lienthong run` stack's data, else in var/).",
+)
 
 
 def _open(db: Path | None) -> sqlite3.Connection:
-    path = db or Path(os.environ.get("LIENTHONG_DATA_DIR", "var")) / "tracker.db"
+    path = db or target.data_dir() / "tracker.db"
     if not path.exists():
         typer.echo(f"no tracker database at {path}", err=True)
         raise typer.Exit(2)

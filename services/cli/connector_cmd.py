@@ -23,6 +23,7 @@ TEMPLATES = Path(connectors.__file__).resolve().parent / "_template"
 AGENCY_ID = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
 PLACEHOLDER_ACTION = "record_placeholder"
 UNKNOWN_AGENCY_PORT = 8299
+LINE_LENGTH = 110  # ruff's, in pyproject.toml
 # template → where it goes, relative to the repository root ({agency} is filled in)
 FILES = {
     "__init__.py.tmpl": "connectors/{agency}/__init__.py",
@@ -48,8 +49,15 @@ class Scaffolded:
 
 
 def _imports(*lines: tuple[str, str]) -> str:
-    """``from module import names`` lines in the order ruff's isort wants (by module name)."""
-    return "\n".join(f"from {module} import {names}" for module, names in sorted(lines, key=lambda m: m[0]))
+    """``from module import names`` lines as ruff's isort writes them: by module name, wrapped when long."""
+    return "\n".join(_import(module, names) for module, names in sorted(lines, key=lambda m: m[0]))
+
+
+def _import(module: str, names: str) -> str:
+    line = f"from {module} import {names}"
+    if len(line) <= LINE_LENGTH:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {name},\n" for name in names.split(", ")) + ")"
 
 
 def _values(agency: str) -> dict[str, str]:
@@ -71,9 +79,11 @@ def _values(agency: str) -> dict[str, str]:
         "port": str(port),
         "agency_member": member,
         "adapter_imports": _imports(
-            ("connectors.base", "Completed, HandoffRequest, HandoffResult"),
-            ("connectors.errors", "AgencyProtocolError"),
-            ("connectors.http_connector", "AgencySettings, HttpConnector, parse_form"),
+            (
+                "connectors",
+                "AgencyProtocolError, AgencySettings, Completed, HandoffRequest, HandoffResult, "
+                "HttpConnector, parse_form",
+            ),
             (f"{package}.client", f"AGENCY, {camel}Client"),
             ("schemas.agencies", "Agency"),
         ),
@@ -83,7 +93,7 @@ def _values(agency: str) -> dict[str, str]:
         "test_imports": _imports(
             (f"{package}.adapter", f"{camel}Connector, {camel}Settings"),
             (f"{package}.sandbox.app", "create_app"),
-            ("connectors.base", "Connector, HandoffRequest"),
+            ("connectors", "Connector, HandoffRequest"),
             (
                 "connectors.testing",
                 "ConformanceCase, ConnectorConformance, Kit, KitEnvironment, RejectionCase",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 from aiokafka.errors import KafkaConnectionError
 
+from services.cli import target
 from services.runtime import dlq
 from services.runtime.logs import mask_value
 from services.runtime.settings import KafkaSettings, client_security_options
@@ -32,13 +32,16 @@ def _run(coroutine: Coroutine[Any, Any, T], bootstrap: str) -> T:
         raise typer.Exit(1) from None
 
 
-_BOOTSTRAP = typer.Option(
-    os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"), "--bootstrap-servers", help="Kafka to read."
-)
-_PREFIX = typer.Option("", "--prefix", help="Topic prefix of the environment.")
+_BOOTSTRAP = typer.Option(None, "--bootstrap-servers", help=target.bootstrap_help("to read"))
+_PREFIX = typer.Option(None, "--prefix", help=target.PREFIX_HELP)
 _AGENCY = typer.Option(None, "--agency", help="Only this agency's dead letters (land, tax, …).")
 _CLASS = typer.Option(None, "--error-class", help="poison, transient, protocol, internal or signature.")
 _SINCE = typer.Option(None, "--since", help="ISO time, or a duration back from now: 30m, 2h, 1d.")
+
+
+def _cluster(bootstrap: str | None, prefix: str | None) -> tuple[str, str]:
+    chosen = target.kafka(bootstrap, prefix)
+    return chosen.bootstrap_servers, chosen.topic_prefix
 
 
 def _security(bootstrap: str) -> dict[str, Any]:
@@ -71,13 +74,14 @@ def _selected(
 
 @app.command("list")
 def list_letters(
-    bootstrap: str = _BOOTSTRAP,
-    prefix: str = _PREFIX,
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
     agency: str | None = _AGENCY,
     error_class: str | None = _CLASS,
     since: str | None = _SINCE,
 ) -> None:
     """One line per dead letter: id, time, agency, error class, attempts, reason; and if replayed."""
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
     letters = _selected(bootstrap, prefix, [], agency, error_class, since)
     replayed = (
         _run(dlq.replayed_ids(bootstrap, prefix, **_security(bootstrap)), bootstrap) if letters else set()
@@ -94,11 +98,12 @@ def list_letters(
 @app.command()
 def show(
     letter_id: str = typer.Argument(..., help="A dead letter's id as `dlq list` prints it."),
-    bootstrap: str = _BOOTSTRAP,
-    prefix: str = _PREFIX,
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
     unmask: bool = typer.Option(False, "--unmask", help="Show personal data (recorded use only)."),
 ) -> None:
     """A dead letter's context headers and its payload, with personal data masked unless --unmask."""
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
     letters = _selected(bootstrap, prefix, [letter_id], None, None, None)
     if not letters:
         typer.secho(f"no dead letter {letter_id}", fg=typer.colors.RED, err=True)
@@ -116,8 +121,8 @@ def show(
 @app.command("replay")
 def replay_letters(
     ids: list[str] = typer.Argument(None, help="Dead letter ids; or select with the options."),
-    bootstrap: str = _BOOTSTRAP,
-    prefix: str = _PREFIX,
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
     agency: str | None = _AGENCY,
     error_class: str | None = _CLASS,
     since: str | None = _SINCE,
@@ -131,6 +136,7 @@ def replay_letters(
             "name dead letters, or select them with --agency/--error-class/--since, or --all", err=True
         )
         raise typer.Exit(2)
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
     letters = _selected(bootstrap, prefix, ids or [], agency, error_class, since)
     if dry_run:
         for letter in letters:

@@ -16,8 +16,18 @@ def run(
     seed: int = typer.Option(2026, help="Seed of the sample traffic."),
     faults: bool = typer.Option(True, "--faults/--no-faults", help="Inject the scheduled agency faults."),
     prometheus: bool = typer.Option(False, "--prometheus", help="Also run a local Prometheus if installed."),
+    free_ports: bool = typer.Option(
+        False,
+        "--free-ports",
+        help="Put the services and sandboxes on free ports instead of the documented 8000-8002, 8100+"
+        " and 8200+ (the URLs printed are the ones to use; no --prometheus then).",
+    ),
 ) -> None:
-    """Start the broker, the agency sandboxes and every service, and feed sample dossiers."""
+    """Start the broker, the agency sandboxes and every service, and feed sample dossiers.
+
+    SIGINT (Ctrl-C) and SIGTERM stop everything in order, also when started in the background; the
+    exit code is then 128 + the signal's number (130, 143), as a shell reports a signal.
+    """
     from services.stack.run import RunOptions
     from services.stack.run import run as run_stack
 
@@ -29,8 +39,11 @@ def run(
             seed=seed,
             faults=faults,
             prometheus=prometheus,
+            free_ports=free_ports,
         )
-        run_stack(options, typer.echo)
+        stopped_by = run_stack(options, typer.echo)
     except BrokerError as error:
         typer.secho(str(error), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
+    if stopped_by is not None:
+        raise typer.Exit(128 + stopped_by)

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 
 import typer
 
-from schemas.topics import ReplicationError, TopicSpec, all_topics
-from services.runtime.topics_admin import PlannedTopic, TopicCreationError, ensure_declared_topics
+from schemas.topics import (
+    MAX_DEFAULT_REPLICATION_FACTOR,
+    ReplicationError,
+    TopicSpec,
+    all_topics,
+    choose_replication,
+)
+from services.cli import target
+from services.localkafka.process import port_open
+from services.runtime.topics_admin import (
+    PlannedTopic,
+    TopicCreationError,
+    TopicPlanResult,
+    ensure_declared_topics,
+    plan_topics,
+)
 
 app = typer.Typer(help="Kafka topics of the bus: list the declared ones, create the missing ones.")
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-
-_BOOTSTRAP_OPTION = typer.Option(
-    None,
-    "--bootstrap-servers",
-    help=f"Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else {DEFAULT_BOOTSTRAP}).",
-)
+_BOOTSTRAP_OPTION = typer.Option(None, "--bootstrap-servers", help=target.bootstrap_help("bootstrap servers"))
 _PREFIX_OPTION = typer.Option("", "--prefix", help="Prepended to every topic name (e.g. t1234.).")
+_CREATE_PREFIX_OPTION = typer.Option(
+    None, "--prefix", help="Prepended to every topic name (e.g. t1234.). " + target.PREFIX_HELP
+)
 
 
 def human_duration(ms: int) -> str:
@@ -55,8 +65,44 @@ def render_table(rows: Sequence[tuple[TopicSpec, str]], *, replication: bool = F
     return "\n".join(lines)
 
 
-def _bootstrap(value: str | None) -> str:
-    return value or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
+def answers_tcp(bootstrap: str, timeout: float = 1.0) -> bool:
+    """Whether any address of a bootstrap list accepts a connection (an unparsable one counts as yes:
+    the Kafka client then says what is wrong with it)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            return True
+        if port_open(host.strip("[]"), int(port), timeout):
+            return True
+    return False
+
+
+def offline_plan(
+    prefix: str, replication_factor: int | None, min_insync_replicas: int | None
+) -> TopicPlanResult:
+    """The plan without a cluster: every declared topic to be created, in the requested number of
+    copies, else the default of 3 (the broker count, which would lower it, is unknown)."""
+    factor = MAX_DEFAULT_REPLICATION_FACTOR if replication_factor is None else replication_factor
+    replication = choose_replication(factor, factor, min_insync_replicas)
+    return plan_topics(all_topics(prefix, replication), {})
+
+
+def _print_offline_plan(plan: TopicPlanResult, bootstrap: str, why: str, requested: int | None) -> None:
+    typer.echo(render_table([(p.spec, "would create") for p in plan.topics], replication=True))
+    typer.echo(
+        f"\nwould create {len(plan.created)}: the plan was made without asking a cluster ({why} at"
+        f" {bootstrap}), so topics that already exist are not marked"
+    )
+    spec = plan.topics[0].spec
+    assumed = (
+        "as requested with --replication-factor; refused on a cluster with fewer brokers"
+        if requested is not None
+        else f"assumed: the default of {MAX_DEFAULT_REPLICATION_FACTOR}; a cluster with fewer brokers gets"
+        " one copy per broker"
+    )
+    typer.echo(
+        f"replication factor {spec.replication_factor}, min.insync.replicas {spec.min_insync} ({assumed})"
+    )
 
 
 def _action(planned: PlannedTopic) -> str:
@@ -91,7 +137,7 @@ def list_topics(prefix: str = _PREFIX_OPTION) -> None:
 def create(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be created."),
     bootstrap_servers: str | None = _BOOTSTRAP_OPTION,
-    prefix: str = _PREFIX_OPTION,
+    prefix_option: str | None = _CREATE_PREFIX_OPTION,
     replication_factor: int | None = typer.Option(
         None,
         "--replication-factor",
@@ -106,27 +152,43 @@ def create(
     ),
 ) -> None:
     """Create the declared topics the cluster lacks; existing topics are left untouched (those with
-    fewer copies than asked for are reported)."""
-    bootstrap = _bootstrap(bootstrap_servers)
-    try:
-        result = asyncio.run(
-            ensure_declared_topics(
-                bootstrap,
-                prefix,
-                replication_factor=replication_factor,
-                min_insync_replicas=min_insync_replicas,
-                dry_run=dry_run,
+    fewer copies than asked for are reported). A dry run with no cluster answering prints the plan
+    made without one."""
+    cluster = target.kafka(bootstrap_servers, prefix_option)
+    bootstrap, prefix = cluster.bootstrap_servers, cluster.topic_prefix
+    unasked: str | None = None  # why the plan is made without a cluster
+    if dry_run and not answers_tcp(bootstrap):
+        unasked = "nothing answers"
+    else:
+        try:
+            result = asyncio.run(
+                ensure_declared_topics(
+                    bootstrap,
+                    prefix,
+                    replication_factor=replication_factor,
+                    min_insync_replicas=min_insync_replicas,
+                    dry_run=dry_run,
+                )
             )
-        )
-    except ReplicationError as error:
-        typer.secho(str(error), fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    except TopicCreationError as error:
-        typer.secho(f"the broker refused some topics: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
-    except Exception as error:  # connection failures surface as several aiokafka error types
-        typer.secho(f"cannot reach Kafka at {bootstrap}: {error!r}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        except ReplicationError as error:
+            typer.secho(str(error), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        except TopicCreationError as error:
+            typer.secho(f"the broker refused some topics: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        except Exception as error:  # connection failures surface as several aiokafka error types
+            if not dry_run:
+                typer.secho(f"cannot reach Kafka at {bootstrap}: {error!r}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1) from None
+            unasked = f"Kafka does not answer: {error!r}"
+    if unasked is not None:
+        try:
+            plan = offline_plan(prefix, replication_factor, min_insync_replicas)
+        except ReplicationError as error:
+            typer.secho(str(error), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        _print_offline_plan(plan, bootstrap, unasked, replication_factor)
+        return
     typer.echo(render_table(_rows(result.topics), replication=True))
     verb = "would create" if dry_run else "created"
     typer.echo(f"\n{verb} {len(result.created)}, already present {len(result.existing)} (at {bootstrap})")

@@ -55,8 +55,8 @@ def kafka_endpoint(work_dir: Path, *, allow_docker: bool = True) -> Iterator[Kaf
             )
         return
     broker = LocalKafkaBroker(work_dir)
-    broker.start()
     try:
+        broker.start()  # inside: a start interrupted half way still stops the JVM
         dist = broker.distribution
         yield KafkaEndpoint(
             broker.bootstrap_servers,

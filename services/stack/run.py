@@ -4,6 +4,9 @@ A few faults are injected on a schedule (:data:`FAULTS`): an agency failing a sh
 connector's in-process retries absorb it) and an agency down for a while (the handoffs go through the
 delayed retry tiers and complete once it is back). The summary shows them: per-agency call rates,
 retries (in-process and delayed) and dead letters, read from the connectors' ``/metrics``.
+
+SIGINT and SIGTERM stop the run in order (:class:`StopSignals`), and while it serves the run records
+itself (:func:`services.stack.discovery.recorded`) so that the other commands find its broker.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import random
 import shutil
+import signal
 import subprocess
 import time
 from collections import defaultdict
@@ -19,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import httpx
@@ -28,6 +33,7 @@ from schemas.agencies import Agency
 from services.localkafka import daemon
 from services.localkafka.choice import KafkaEndpoint, kafka_endpoint
 from services.localkafka.process import port_open
+from services.stack import discovery
 from services.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts
 from services.stack.traffic import Submitted, Traffic
 
@@ -40,6 +46,7 @@ class RunOptions:
     seed: int = 2026
     faults: bool = True  # inject the scheduled faults (FAULTS)
     prometheus: bool = False  # also run a local Prometheus, when its binary is installed
+    free_ports: bool = False  # free ports instead of the documented fixed ones (StackPorts.fixed)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,56 @@ def agencies_line(
     return "         agencies: " + (" | ".join(parts) if parts else "no calls yet")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM stop the run, whatever it inherited: a shell starts ``lienthong run &`` with
+    SIGINT ignored (and Python then sets no handler of its own), and SIGTERM would end it at once.
+
+    While the run starts, the first signal raises :class:`KeyboardInterrupt` where the run is, so
+    that what was started is stopped on the way out; once it serves (:meth:`serving`), a signal only
+    asks the traffic loop to end (:attr:`requested`). Every later signal is ignored, so that it cannot
+    cut the stopping short. The handlers found are put back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._interrupt = True
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def serving(self) -> None:
+        self._interrupt = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        if self._interrupt:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        # The interrupt raised for a stop signal has done its work once everything is stopped.
+        return exc_type is KeyboardInterrupt and self.signum is not None
+
+
 @contextmanager
 def _kafka(work_dir: Path) -> Iterator[KafkaEndpoint]:
     """A broker started with `lienthong broker start` is reused; otherwise the usual choice."""
@@ -180,7 +237,11 @@ async def _inject(
 
 
 async def _traffic_loop(
-    traffic: Traffic, options: RunOptions, echo: Callable[[str], None], stack: LocalStack
+    traffic: Traffic,
+    options: RunOptions,
+    echo: Callable[[str], None],
+    stack: LocalStack,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> None:
     tracker_url = stack.tracker_url
     connector_urls = [stack.url(port) for port in stack.ports.connectors.values()]
@@ -200,7 +261,9 @@ async def _traffic_loop(
     started = time.monotonic()
     next_submit = next_report = started
     async with httpx.AsyncClient(timeout=5.0) as http:
-        while options.duration_s <= 0 or time.monotonic() - started < options.duration_s:
+        while not stop_requested() and (
+            options.duration_s <= 0 or time.monotonic() - started < options.duration_s
+        ):
             now = time.monotonic()
             if now >= next_submit:
                 make = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
@@ -226,6 +289,9 @@ def _prometheus(options: RunOptions, echo: Callable[[str], None]) -> Iterator[No
     binary = shutil.which("prometheus") if options.prometheus else None
     if options.prometheus and binary is None:
         echo("  prometheus      not installed (apt-get install prometheus); running without it")
+    if binary is not None and options.free_ports:
+        echo("  prometheus      its scrape config names the fixed ports; not started with --free-ports")
+        binary = None
     if binary is None:
         yield
         return
@@ -260,9 +326,32 @@ def _prometheus(options: RunOptions, echo: Callable[[str], None]) -> Iterator[No
         log.close()
 
 
-def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
+def inspect_lines(bootstrap_servers: str) -> list[str]:
+    """What the run prints about the commands that look into it from another shell."""
+    return [
+        "Inspect it from another shell; these find this stack's broker and data by themselves:",
+        "  lienthong dlq list                  (dead letters; dlq show <id>, dlq replay)",
+        "  lienthong topics create --dry-run   (the declared topics, those present marked)",
+        "  lienthong audit show <dossier id>   (a dossier's chain of custody)",
+        f"  elsewhere add --bootstrap-servers {bootstrap_servers}",
+    ]
+
+
+def run(options: RunOptions, echo: Callable[[str], None] = print) -> int | None:
+    """Run until ``options.duration_s`` is over or a stop signal comes; returns that signal's number
+    (None when the duration ended the run)."""
+    with StopSignals() as stop:
+        _run(options, echo, stop)
+    if stop.requested:
+        echo(f"Stopped on {stop.name}: no process left behind.")
+    else:
+        echo("Stopped: no process left behind.")
+    return stop.signum
+
+
+def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) -> None:
     agencies = DEFAULT_AGENCIES
-    ports = StackPorts.fixed(agencies)
+    ports = StackPorts.free(agencies) if options.free_ports else StackPorts.fixed(agencies)
     _check_ports(ports)
     if options.work_dir.exists():
         shutil.rmtree(options.work_dir / "stack", ignore_errors=True)
@@ -288,7 +377,9 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
             for agency in agencies:
                 echo(f"  sandbox {agency.value:<19} {stack.sandbox_url(agency)}")
             echo(f"  logs            {stack.log_dir}")
-            echo("Sample dossiers are flowing; Ctrl-C stops everything.")
+            for line in inspect_lines(stack.bootstrap_servers):
+                echo(line)
+            echo("Sample dossiers are flowing; Ctrl-C (or SIGTERM) stops everything.")
             traffic = Traffic(
                 stack.intake_url,
                 stack.tracker_url,
@@ -299,11 +390,19 @@ def run(options: RunOptions, echo: Callable[[str], None] = print) -> None:
 
             async def main() -> None:
                 try:
-                    await _traffic_loop(traffic, options, echo, stack)
+                    await _traffic_loop(traffic, options, echo, stack, lambda: stop.requested)
                 finally:
                     await traffic.aclose()
 
-            with _prometheus(options, echo), contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(main())
-            echo("Stopping …")
-    echo("Stopped: no process left behind.")
+            state = discovery.StackState.of_this_process(
+                stack.bootstrap_servers,
+                stack.topic_prefix,
+                options.work_dir,
+                stack.work_dir / "data",
+                stack.tracker_url,
+            )
+            with discovery.recorded(state), _prometheus(options, echo):
+                stop.serving()
+                if not stop.requested:
+                    asyncio.run(main())
+            echo(f"Stopping on {stop.name} …" if stop.requested else "Stopping …")
