@@ -1,7 +1,7 @@
 """The connector contract: the smallest thing an agency adapter implements.
 
 A connector turns one handoff request into an outcome by calling its agency system's own API. It never
-touches Kafka, retries, metrics or signing: the shared runtime (``services.runtime.connector_host``)
+touches Kafka, retries, metrics or signing: the connector host (``services.connector.host``)
 wraps every connector the same way.
 
 Lifecycle, driven by the runtime::

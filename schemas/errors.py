@@ -86,7 +86,7 @@ class InvalidHeader(HeaderError):
 
 class SignatureError(EventContractError):
     """An event whose signature is missing, made by a key we do not trust, or wrong (checked by the
-    consumers' verifier, ``services.runtime.signing``)."""
+    consumers' verifier, ``services.runtime.trust.signing``)."""
 
 
 def field_errors(error: ValidationError) -> list[str]:

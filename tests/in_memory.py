@@ -27,9 +27,9 @@ from schemas.events import (
     parse_event,
 )
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
-from services.runtime.outbox import OutgoingRecord
-from services.runtime.records import event_record
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.consume.records import event_record
+from services.runtime.storage.outbox import OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
 
 
 def topic_of(event: Event) -> str:
@@ -96,7 +96,7 @@ class InMemoryService:
 
     async def settled(self, within_s: float = 10.0) -> None:
         """Until the service's transaction is committed and its outbox sent."""
-        store: SqliteProcessingStore = self.store
+        store: SqlProcessingStore = self.store
         deadline = time.monotonic() + within_s
         while store.conn.in_transaction or not store.outbox.is_empty():
             if time.monotonic() > deadline:

@@ -6,7 +6,8 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -16,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.agencies import Agency
 from schemas.topics import all_topics
-from services.runtime import dlq
-from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
-from services.stack.traffic import Submitted, Traffic
+from services.runtime.failures import dead_letter_replay
+from services.tools.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
+from services.tools.stack.traffic import Submitted, Traffic
 
 # Retry tiers of seconds (1 s, 2 s, 3 s) and quick polls, for fault tests that wait on them.
 SHORT_TIERS = {
@@ -116,6 +117,59 @@ def running_stack(
         yield running
 
 
+@contextmanager
+def running_replicated_stack(
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    database_url: str,
+    replicas: int = 2,
+    /,
+    *,
+    agencies: Sequence[Agency] = DEFAULT_AGENCIES,
+    **service_env: str,
+) -> Iterator[LocalStack]:
+    """A local stack with ``replicas`` instances of every service sharing ``database_url`` (the stack
+    migrates it first), on free ports and its own topic prefix; ``service_env``: more settings of
+    every service. (``replicas`` is positional, so that no setting's name can be taken for it.)"""
+    prefix = f"{name}{int(time.time() * 1000) % 10**8}."
+    with LocalStack(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp(name),
+        topic_prefix=prefix,
+        agencies=agencies,
+        ports=StackPorts.free(agencies),
+        service_env=service_env or None,
+        replicas=replicas,
+        database_url=database_url,
+    ) as running:
+        yield running
+
+
+async def submit_through_every_intake(
+    stack: LocalStack, traffic: Traffic, makers: Sequence[Callable[[], Awaitable[Submitted]]]
+) -> list[Submitted]:
+    """Each ``makers[i]()`` submitted through the next intake instance in turn, as a load balancer
+    in front of them would spread the counters' submissions."""
+    intakes = stack.urls("intake")
+    submitted = []
+    for i, make in enumerate(makers):
+        traffic.intake_url = intakes[i % len(intakes)]
+        submitted.append(await make())
+    traffic.intake_url = intakes[0]
+    return submitted
+
+
+async def partitions_held(stack: LocalStack, kind: str) -> Counter[str]:
+    """How many partitions each instance of ``kind`` holds in its consumer groups now (from the
+    groups' membership; an instance holding none is absent)."""
+    held: Counter[str] = Counter()
+    for holding in await asyncio.to_thread(stack.holdings):
+        if holding.kind == kind:
+            held[holding.instance] += sum(len(p) for p in holding.partitions.values())
+    return +held
+
+
 @asynccontextmanager
 async def sample_traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
     """Citizens handing dossiers in to ``stack`` (seeded by the clock: every run its own people)."""
@@ -154,15 +208,17 @@ async def records(stack: LocalStack, agency: Agency, table: str) -> list[dict[st
         return body["records"] if isinstance(body, dict) else body  # type: ignore[no-any-return]
 
 
-async def dead_letters_of(stack: LocalStack, agency: str | None = None) -> list[dlq.DeadLetter]:
-    letters = await dlq.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
-    return dlq.select(letters, agency=agency)
+async def dead_letters_of(
+    stack: LocalStack, agency: str | None = None
+) -> list[dead_letter_replay.DeadLetter]:
+    letters = await dead_letter_replay.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
+    return dead_letter_replay.select(letters, agency=agency)
 
 
 async def lienthong_dlq_replay(stack: LocalStack, *selection: str) -> subprocess.CompletedProcess[str]:
     """`lienthong dlq replay`, exactly as an operator types it."""
     command = [
-        sys.executable, "-m", "services.cli", "dlq", "replay", *selection,
+        sys.executable, "-m", "services.tools.cli", "dlq", "replay", *selection,
         "--bootstrap-servers", stack.bootstrap_servers, "--prefix", stack.topic_prefix,
     ]  # fmt: skip
     return await asyncio.to_thread(

@@ -121,7 +121,7 @@ class SampleForms:
         owner = self.person()
         return self._form(
             FormKind.HOUSEHOLD_BUSINESS,
-            business_name=f"Hộ kinh doanh {owner['full_name'].split()[-1]} {self.random.randint(1, 999)}",
+            business_name=f"Hộ kinh doanh {owner['full_name'].split()[-1]} {next(self._serials)}",
             owner=owner,
             business_address=owner["address"],
             capital_vnd=self.random.randrange(50, 900) * 1_000_000,

@@ -31,8 +31,8 @@ from services.intake.submission import (
     FieldError,
     InvalidSubmission,
 )
-from services.runtime.metrics import METRICS, RejectionKind
-from services.runtime.outbox import OutboxRelay
+from services.runtime.observe.metrics import METRICS, RejectionKind
+from services.runtime.storage.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 

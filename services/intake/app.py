@@ -16,10 +16,11 @@ from schemas.workdays import default_calendar
 from services.intake.api import add_routes, utc_now
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
-from services.runtime.kafka import make_broker, outbox_relay
-from services.runtime.metrics import Service
-from services.runtime.service import build_service_app
-from services.runtime.settings import ServiceSettings
+from services.runtime.observe.metrics import Service
+from services.runtime.shell.kafka import make_broker, outbox_relay
+from services.runtime.shell.service import build_service_app
+from services.runtime.shell.settings import ServiceSettings
+from services.runtime.storage.database import store_location
 
 
 class IntakeSettings(ServiceSettings):
@@ -28,7 +29,7 @@ class IntakeSettings(ServiceSettings):
 
 def build_app(settings: IntakeSettings | None = None, *, now: Callable[[], datetime] = utc_now) -> FastAPI:
     settings = settings or IntakeSettings()
-    store = IntakeStore(settings.data_dir / "intake.db")
+    store = IntakeStore(store_location(settings.data_dir, "intake"))
     broker = make_broker(settings, client_id="intake")
     relay = outbox_relay(store.outbox, settings, client_id="intake", broker=broker, service=Service.INTAKE)
     catalog = load_catalog(settings.catalog_path)

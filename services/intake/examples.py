@@ -1,8 +1,8 @@
 """A dossier intake accepts, per procedure: what ``GET /procedures/{code}/example`` answers.
 
 The forms' own examples (the ``examples`` of their JSON Schemas) make the dossier; for the land
-procedures the parcel and its holder come from the parcels the land sandbox starts with
-(:data:`connectors.land.sandbox.seed.SEED_PARCELS`), since the land registry refuses a transfer of
+procedures the parcel and its holder come from the sample parcels the land sandbox starts with
+(:data:`schemas.examples.land_parcels.SEED_PARCELS`), since the land registry refuses a transfer of
 a parcel it does not know or by someone who does not hold it.
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from connectors.land.sandbox.seed import SEED_PARCELS, SeedParcel
 from schemas.catalog import Procedure
+from schemas.examples.land_parcels import SEED_PARCELS, SeedParcel
 from schemas.forms import FORMS, FormKind
 from schemas.values import citizen_id_birth_year, citizen_id_sex
 

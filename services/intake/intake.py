@@ -17,8 +17,8 @@ from schemas.topics import DOSSIER_RECEIVED
 from schemas.workdays import WorkingCalendar
 from services.intake.store import IntakeStore, request_hash
 from services.intake.submission import DossierSubmission, check_submission
-from services.runtime.records import event_record
-from services.runtime.tracing import start_trace
+from services.runtime.consume.records import event_record
+from services.runtime.observe.tracing import start_trace
 
 PRODUCER = "intake"
 

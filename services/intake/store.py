@@ -7,12 +7,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from services.runtime.outbox import OutgoingRecord
-from services.runtime.sqlite import transaction
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.storage.database import transaction
+from services.runtime.storage.outbox import OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -39,9 +38,11 @@ class KeyReused(Exception):
     """The Idempotency-Key was used before for a different dossier."""
 
 
-class IntakeStore(SqliteProcessingStore):
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path, _SCHEMA)
+class IntakeStore(SqlProcessingStore):
+    """The receipt number is a row per day incremented in the submission's transaction: its row lock
+    makes numbers unique across any number of intake instances sharing a PostgreSQL schema."""
+
+    SCHEMA = _SCHEMA
 
     def find(self, key: str) -> StoredSubmission | None:
         row = self.conn.execute(
@@ -58,25 +59,44 @@ class IntakeStore(SqliteProcessingStore):
     ) -> tuple[dict[str, Any], bool]:
         """Store a new dossier under ``key`` (``build`` gets the day's receipt number and returns the
         dossier id, the response and the records to publish), or return the one stored before.
-        The second value says whether this call created it."""
-        with transaction(self.conn):
-            row = self.conn.execute(
-                "SELECT request_hash, response FROM submissions WHERE idempotency_key = ?", (key,)
-            ).fetchone()
-            if row is not None:
-                if row["request_hash"] != body_hash:
-                    raise KeyReused(key)
-                return json.loads(row["response"]), False
-            number = self.conn.execute(
-                "INSERT INTO receipt_numbers (day, last) VALUES (?, 1) "
-                "ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last",
-                (day.isoformat(),),
-            ).fetchone()[0]
-            dossier_id, response, records = build(int(number))
-            self.conn.execute(
-                "INSERT INTO submissions (idempotency_key, request_hash, dossier_id, response) "
-                "VALUES (?, ?, ?, ?)",
-                (key, body_hash, dossier_id, json.dumps(response)),
-            )
-            self.outbox.add(records)
+        The second value says whether this call created it.
+
+        Two instances given the same key at the same moment both find no submission and both go on;
+        on PostgreSQL the second one's insert then waits for the first's transaction and finds the
+        key taken. It rolls back (its receipt number and its event with it, so the day's numbers keep
+        no gap) and answers what the first one stored, like any later retry."""
+        try:
+            with transaction(self.conn):
+                row = self.conn.execute(
+                    "SELECT request_hash, response FROM submissions WHERE idempotency_key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    if row["request_hash"] != body_hash:
+                        raise KeyReused(key)
+                    return json.loads(row["response"]), False
+                number = self.conn.execute(
+                    "INSERT INTO receipt_numbers (day, last) VALUES (?, 1) "
+                    "ON CONFLICT (day) DO UPDATE SET last = receipt_numbers.last + 1 RETURNING last",
+                    (day.isoformat(),),
+                ).fetchone()[0]
+                dossier_id, response, records = build(int(number))
+                inserted = self.conn.execute(
+                    "INSERT INTO submissions (idempotency_key, request_hash, dossier_id, response) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                    (key, body_hash, dossier_id, json.dumps(response)),
+                ).rowcount
+                if not inserted:
+                    raise _KeyTaken
+                self.outbox.add(records)
+        except _KeyTaken:
+            stored = self.find(key)
+            if stored is None:  # cannot be: the key's row was committed before this insert gave way
+                raise RuntimeError(f"Idempotency-Key {key!r} was taken and then vanished") from None
+            if stored.request_hash != body_hash:
+                raise KeyReused(key) from None
+            return stored.response, False
         return response, True
+
+
+class _KeyTaken(Exception):
+    """Another instance stored the same Idempotency-Key while this one was numbering its dossier."""

@@ -1,5 +1,5 @@
 from services.router.app import RouterSettings, build_app
-from services.runtime.serve import serve
+from services.runtime.shell.serve import serve
 
 settings = RouterSettings()
 serve(build_app(settings), settings.host, settings.port)

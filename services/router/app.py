@@ -16,11 +16,12 @@ from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HAN
 from schemas.workdays import default_calendar
 from services.router.handlers import HANDLERS, Router
 from services.router.store import RouterStore
-from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import make_broker, outbox_relay
-from services.runtime.metrics import Service
-from services.runtime.service import build_service_app
-from services.runtime.settings import ServiceSettings
+from services.runtime.consume.consumer import EventConsumer
+from services.runtime.observe.metrics import Service
+from services.runtime.shell.kafka import make_broker, outbox_relay
+from services.runtime.shell.service import build_service_app
+from services.runtime.shell.settings import ServiceSettings
+from services.runtime.storage.database import store_location
 
 
 class RouterSettings(ServiceSettings):
@@ -29,7 +30,7 @@ class RouterSettings(ServiceSettings):
 
 def build_app(settings: RouterSettings | None = None) -> FastAPI:
     settings = settings or RouterSettings()
-    store = RouterStore(settings.data_dir / "router.db")
+    store = RouterStore(store_location(settings.data_dir, "router"))
     broker = make_broker(settings, client_id="router")
     relay = outbox_relay(store.outbox, settings, client_id="router", broker=broker, service=Service.ROUTER)
     catalog = load_catalog(settings.catalog_path)

@@ -31,10 +31,10 @@ from services.router import routing
 from services.router.routing import ChangeStatus, CloseDossier, Decision, Outcome, RequestHandoff
 from services.router.state import DossierState, Pause
 from services.router.store import RouterStore
-from services.runtime.consumer import Context, Effect, Handlers
-from services.runtime.ids import name_based_id
-from services.runtime.outbox import OutgoingRecord
-from services.runtime.records import event_record
+from services.runtime.consume.consumer import Context, Effect, Handlers
+from services.runtime.consume.ids import name_based_id
+from services.runtime.consume.records import event_record
+from services.runtime.storage.outbox import OutgoingRecord
 
 PRODUCER = "router"
 # Emitted event ids derive from the cause, so deciding twice (after a crash) emits the same events.

@@ -15,7 +15,7 @@ from schemas.agencies import Agency
 from schemas.catalog import Procedure, Step
 from schemas.status import NationalStatus
 from services.router.state import DossierState, Leg, LegStatus, Pause
-from services.runtime.ids import name_based_id
+from services.runtime.consume.ids import name_based_id
 
 # Handoff ids are derived, not random: re-deciding after a crash requests the same handoff again,
 # and the agency's idempotency key (the handoff id) makes that harmless.

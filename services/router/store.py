@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 from pydantic import ValidationError
 
 from services.router.state import DossierState
-from services.runtime.failures import describe
-from services.runtime.store import SqliteProcessingStore, Write
+from services.runtime.failures.table import describe
+from services.runtime.storage.database import Connection
+from services.runtime.storage.store import SqlProcessingStore, Write
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS dossiers (dossier_id TEXT PRIMARY KEY, state TEXT NOT NULL);"
 
@@ -19,9 +17,8 @@ class CorruptState(Exception):
     the record that needs it is dead-lettered with this reason instead of failing for ever."""
 
 
-class RouterStore(SqliteProcessingStore):
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path, _SCHEMA)
+class RouterStore(SqlProcessingStore):
+    SCHEMA = _SCHEMA
 
     def load(self, dossier_id: str) -> DossierState | None:
         row = self.conn.execute("SELECT state FROM dossiers WHERE dossier_id = ?", (dossier_id,)).fetchone()
@@ -35,7 +32,7 @@ class RouterStore(SqliteProcessingStore):
             ) from None
 
     def saving(self, state: DossierState) -> Write:
-        def save(conn: sqlite3.Connection) -> None:
+        def save(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO dossiers (dossier_id, state) VALUES (?, ?) "
                 "ON CONFLICT (dossier_id) DO UPDATE SET state = excluded.state",

@@ -1,4 +1,4 @@
-from services.runtime.serve import serve
+from services.runtime.shell.serve import serve
 from services.tracker.app import TrackerSettings, build_app
 
 settings = TrackerSettings()

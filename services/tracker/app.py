@@ -12,11 +12,12 @@ from schemas.agencies import Agency
 from schemas.catalog import load_catalog
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from schemas.workdays import default_calendar
-from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import make_broker, outbox_relay
-from services.runtime.metrics import Service
-from services.runtime.service import build_service_app
-from services.runtime.settings import ServiceSettings
+from services.runtime.consume.consumer import EventConsumer
+from services.runtime.observe.metrics import Service
+from services.runtime.shell.kafka import make_broker, outbox_relay
+from services.runtime.shell.service import build_service_app
+from services.runtime.shell.settings import ServiceSettings
+from services.runtime.storage.database import store_location
 from services.tracker import projection
 from services.tracker.api import build_api
 from services.tracker.gauges import counting_closures, refresh_loop
@@ -44,7 +45,7 @@ def tracker_topics(prefix: str = "") -> list[str]:
 
 def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) -> FastAPI:
     settings = settings or TrackerSettings()
-    store = TrackerStore(settings.data_dir / "tracker.db")
+    store = TrackerStore(store_location(settings.data_dir, "tracker"))
     catalog = load_catalog(settings.catalog_path)
     broker = make_broker(settings, client_id="tracker")
     # The tracker emits nothing of its own; the relay carries the runtime's dead letters of poison.

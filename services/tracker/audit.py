@@ -1,7 +1,7 @@
 """The handoff log: every handoff and every outcome, in a hash-chained, tamper-evident log.
 
 The tracker appends one entry per ``HandoffRequested`` and ``HandoffReported`` it projects, in the same
-SQLite transaction as the projection (so the log and the views never disagree). Each entry holds:
+transaction as the projection (so the log and the views never disagree). Each entry holds:
 its sequence number; the event's id, type, dossier and time; who handed what to whom (the producer, the
 agency, the action, the outcome); the event's signature and key id (who signed it); the hash of the
 previous entry; and its own hash, SHA-256 over all of these in canonical JSON (sorted keys, compact).
@@ -11,13 +11,21 @@ in the sequence, a reordered one breaks the link to its predecessor. Removing th
 leaves a valid shorter chain: compare the head (``lienthong audit verify`` prints it) with one
 recorded elsewhere to detect that.
 
+The log is one chain however many trackers append to it. Its table belongs to the tracker store's
+schema (:mod:`services.tracker.store`), and an append reads the head and writes the next entry while
+no other transaction can: on SQLite the caller's ``BEGIN IMMEDIATE`` holds the database's one write
+lock; on PostgreSQL, where several tracker instances share the ``tracker`` schema, the append first
+takes the transaction-scoped advisory lock :data:`HEAD_LOCK`, held until the caller's transaction
+ends. A second instance's append waits for the first's commit, then reads its entry as the head: the
+chain never forks and no two entries share a sequence number. Appends are serialised that way, the
+rest of the projection is not.
+
 No personal data is logged: ids, agencies, actions, outcome kinds, producers and signatures only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Final
 
@@ -25,9 +33,14 @@ import orjson
 
 from schemas.envelope import Event
 from schemas.events import HandoffReported, HandoffRequested
+from services.runtime.storage.database import Connection
+from services.runtime.storage.postgres import PostgresConnection, lock_for_transaction
 
 GENESIS: Final = "0" * 64
+# The advisory lock that serialises appends on PostgreSQL (see the module's docstring).
+HEAD_LOCK: Final = "handoff log"
 
+# Part of the tracker store's schema; ``seq`` is computed by :func:`append` (BIGINT on PostgreSQL).
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS handoff_log (
     seq INTEGER PRIMARY KEY,
@@ -77,22 +90,21 @@ class Entry:
         return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _create_in_transaction(conn: sqlite3.Connection) -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def append(conn: sqlite3.Connection, event: Event) -> Entry | None:
-    """Append the event's entry (inside the caller's transaction). None if it is not a handoff event
-    or is in the log already (a redelivery or a replay of the same event)."""
+def append(conn: Connection, event: Event) -> Entry | None:
+    """Append the event's entry (inside the caller's transaction, on a database with the tracker
+    store's schema). None if it is not a handoff event or is in the log already (a redelivery or a
+    replay of the same event)."""
     if isinstance(event, HandoffRequested):
         to_party, outcome = event.data.agency.value, None
     elif isinstance(event, HandoffReported):
         to_party, outcome = "router", event.data.kind.value
     else:
         return None
-    _create_in_transaction(conn)
+    if isinstance(conn, PostgresConnection):
+        if not conn.in_transaction:  # the lock would end with this statement, and the chain could fork
+            raise RuntimeError("audit.append runs inside the caller's transaction")
+        # Before anything is read: the entry already there, and the head, as the last append left them.
+        lock_for_transaction(conn, HEAD_LOCK)
     event_id = str(event.event_id)
     if conn.execute("SELECT 1 FROM handoff_log WHERE event_id = ?", (event_id,)).fetchone():
         return None
@@ -121,7 +133,7 @@ def append(conn: sqlite3.Connection, event: Event) -> Entry | None:
     return entry
 
 
-def entries(conn: sqlite3.Connection, dossier_id: str | None = None) -> list[Entry]:
+def entries(conn: Connection, dossier_id: str | None = None) -> list[Entry]:
     if dossier_id is None:
         rows = conn.execute(f"SELECT {_COLUMNS} FROM handoff_log ORDER BY seq").fetchall()
     else:
@@ -139,7 +151,7 @@ class Verdict:
     problem: str = ""
 
 
-def verify(conn: sqlite3.Connection) -> Verdict:
+def verify(conn: Connection) -> Verdict:
     """Walk the whole chain; the first broken entry is named in ``problem``."""
     prev_hash, expected_seq = GENESIS, 1
     chain = entries(conn)

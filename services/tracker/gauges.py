@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from typing import Any, TypeVar
 
 from schemas.agencies import Agency
 from schemas.events import DossierClosed
-from services.runtime.consumer import Context, Effect, Handlers
-from services.runtime.metrics import METRICS, LegState, Metrics, OpenDossierState, RatioScope
+from services.runtime.consume.consumer import Context, Effect, Handlers
+from services.runtime.observe.metrics import METRICS, LegState, Metrics, OpenDossierState, RatioScope
+from services.runtime.storage.database import Connection
 from services.tracker.store import TrackerStore
 from services.tracker.tally import Tally
 from services.tracker.views import TrackerViews
@@ -177,7 +177,7 @@ def counting_closures(handlers: Handlers, store: TrackerStore, metrics: Metrics 
             return effect
         data = event.data
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             row = conn.execute(
                 "SELECT closed FROM dossiers WHERE dossier_id = ?", (str(event.dossier_id),)
             ).fetchone()

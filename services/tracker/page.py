@@ -4,9 +4,9 @@ Center staff see the dossiers by status and agency, the overdue ones and the one
 due (with the working days left), those waiting on the citizen (a fee to pay) for longer than the
 threshold though their clock is paused, one dossier's timeline and legs, the on-time ratio per agency and
 procedure, and the stuck (dead-lettered) handoffs with a **replay** button. Replay calls the same code
-as ``lienthong dlq replay`` (:mod:`services.runtime.dlq`): it reads the dead letters, selects those of
-that dossier (the record key is the dossier id) and that agency, and replays them; ``dlq.replay``
-records every replay on the ``dlq.replays`` topic, with the page as the operator.
+as ``lienthong dlq replay`` (:mod:`services.runtime.failures.dead_letter_replay`): it reads the dead
+letters, selects those of that dossier (the record key is the dossier id) and that agency, and replays
+them; ``replay`` records every replay on the ``dlq.replays`` topic, with the page as the operator.
 
 Personal data: the tracker stores only the applicant's citizen id masked to its last digits, and the
 page shows nothing else about the citizen.
@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from schemas.agencies import Agency
 from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
-from services.runtime import dlq
+from services.runtime.failures import dead_letter_replay
 from services.tracker.store import TrackerStore
 from services.tracker.views import DEFAULT_WAITING_ALERT, Clock, DossierSummary, TrackerViews, utc_now
 
@@ -144,8 +144,11 @@ AGENCY_LABELS: Final[dict[str, tuple[str, str]]] = {
     "business_registry": ("Đăng ký kinh doanh", "Business registration"),
 }
 
-# Replays the selected dead letters; the default calls services.runtime.dlq (tests may swap it).
-Replayer = Callable[[str, Sequence[dlq.DeadLetter]], Awaitable[dlq.ReplayReport]]
+# Replays the selected dead letters; the default calls services.runtime.failures.dead_letter_replay
+# (tests may swap it).
+Replayer = Callable[
+    [str, Sequence[dead_letter_replay.DeadLetter]], Awaitable[dead_letter_replay.ReplayReport]
+]
 
 
 def _lang(value: str | None) -> str:
@@ -197,8 +200,10 @@ def build_page(
     env = _environment()
     options = dict(kafka_options or {})
 
-    async def default_replayer(_: str, letters: Sequence[dlq.DeadLetter]) -> dlq.ReplayReport:
-        return await dlq.replay(
+    async def default_replayer(
+        _: str, letters: Sequence[dead_letter_replay.DeadLetter]
+    ) -> dead_letter_replay.ReplayReport:
+        return await dead_letter_replay.replay(
             bootstrap_servers, letters, prefix=topic_prefix, operator=REPLAY_OPERATOR, **options
         )
 
@@ -307,9 +312,9 @@ def build_page(
         if language != "vi":
             query["lang"] = language
         try:
-            letters = await dlq.read_dead_letters(bootstrap_servers, topic_prefix, **options)
+            letters = await dead_letter_replay.read_dead_letters(bootstrap_servers, topic_prefix, **options)
             key = detail.dossier_id.encode()
-            chosen = [x for x in dlq.select(letters, agency=agency.value) if x.key == key]
+            chosen = [x for x in dead_letter_replay.select(letters, agency=agency.value) if x.key == key]
             if chosen:
                 report = await do_replay(detail.dossier_id, chosen)
                 query |= {"replayed": len(report.replayed), "skipped": len(report.skipped)}

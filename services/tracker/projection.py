@@ -1,9 +1,11 @@
 """The tracker's projection: every event on the bus becomes rows the supervision views read.
 
-Each event becomes one :data:`~services.runtime.store.Write`, run by the runtime in the same
+Each event becomes one :data:`~services.runtime.storage.store.Write`, run by the runtime in the same
 transaction that records the event as processed. The runtime already skips an event it processed,
-but every write here is idempotent by itself too (upserts, ``INSERT OR IGNORE`` keyed by event id),
-and none of them assumes an order across topics:
+but every write here is idempotent by itself too (upserts, inserts keyed by event id that do nothing
+on a conflict), and none of them assumes an order across topics — nor which tracker instance
+projects which event: several instances on one PostgreSQL schema write the same rows, each event once,
+and what they write together is what one instance would have written:
 
 - any event creates the dossier's row if it is not there yet, and fills in what it knows;
 - the newest status wins (by the time the event occurred), whatever order the statuses arrive in;
@@ -17,7 +19,6 @@ addresses and forms are never read, and timeline summaries name agencies, action
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Final
 
@@ -32,8 +33,9 @@ from schemas.events import (
     OutcomeKind,
 )
 from schemas.workdays import VN_TZ
-from services.runtime.consumer import Context, Effect, Handlers
-from services.runtime.store import Write
+from services.runtime.consume.consumer import Context, Effect, Handlers
+from services.runtime.storage.database import Connection
+from services.runtime.storage.store import Write
 from services.tracker import audit
 from services.tracker.store import to_text
 
@@ -61,16 +63,18 @@ def write_for(event: Event) -> Write:
     raise EventContractError(f"the tracker does not project {event.event_type}")
 
 
-def _logged(event: HandoffRequested | HandoffReported) -> Write:
+def write_logged(event: HandoffRequested | HandoffReported) -> Write:
     """The projection write of a handoff event, and its entry in the hash-chained handoff log, in
-    the same transaction."""
+    the same transaction (what the tracker's handlers run). The entry is appended first: on
+    PostgreSQL the append waits for the log's lock, and waiting before this record has written any
+    row of its own leaves fewer rows locked while another instance appends."""
     write = write_for(event)
 
-    def write_and_log(conn: sqlite3.Connection) -> None:
-        write(conn)
+    def log_and_write(conn: Connection) -> None:
         audit.append(conn, event)
+        write(conn)
 
-    return write_and_log
+    return log_and_write
 
 
 # The tracker's handlers: each event becomes its write (it emits nothing).
@@ -81,11 +85,11 @@ async def on_dossier_received(event: DossierReceived, ctx: Context[object]) -> E
 
 
 async def on_handoff_requested(event: HandoffRequested, ctx: Context[object]) -> Effect:
-    return Effect(write=_logged(event))
+    return Effect(write=write_logged(event))
 
 
 async def on_handoff_reported(event: HandoffReported, ctx: Context[object]) -> Effect:
-    return Effect(write=_logged(event))
+    return Effect(write=write_logged(event))
 
 
 async def on_dossier_status_changed(event: DossierStatusChanged, ctx: Context[object]) -> Effect:
@@ -109,7 +113,7 @@ HANDLERS: Handlers = {
 # --- the writes -------------------------------------------------------------------------------
 
 
-def write_dossier_received(conn: sqlite3.Connection, event: DossierReceived) -> None:
+def write_dossier_received(conn: Connection, event: DossierReceived) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)
@@ -142,7 +146,7 @@ def write_dossier_received(conn: sqlite3.Connection, event: DossierReceived) -> 
     )
 
 
-def write_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -> None:
+def write_handoff_requested(conn: Connection, event: HandoffRequested) -> None:
     data = event.data
     _touch(conn, event, data.dossier_code, data.procedure_code)
     at = to_text(event.occurred_at)
@@ -185,7 +189,7 @@ def write_handoff_requested(conn: sqlite3.Connection, event: HandoffRequested) -
     )
 
 
-def write_handoff_reported(conn: sqlite3.Connection, event: HandoffReported) -> None:
+def write_handoff_reported(conn: Connection, event: HandoffReported) -> None:
     data = event.data
     _touch(conn, event, None, None)
     at = to_text(event.occurred_at)
@@ -224,13 +228,14 @@ def write_handoff_reported(conn: sqlite3.Connection, event: HandoffReported) -> 
     _timeline(conn, event, _outcome_summary(event))
 
 
-def write_dossier_status_changed(conn: sqlite3.Connection, event: DossierStatusChanged) -> None:
+def write_dossier_status_changed(conn: Connection, event: DossierStatusChanged) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)
     _set_status(conn, event, int(data.status), data.holder.value if data.holder else None, data.reason)
     conn.execute(
-        "INSERT OR IGNORE INTO clock_marks (event_id, dossier_id, at, paused) VALUES (?, ?, ?, ?)",
+        "INSERT INTO clock_marks (event_id, dossier_id, at, paused) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (str(event.event_id), dossier_id, to_text(event.occurred_at), int(data.clock_paused)),
     )
     _derive_pauses(conn, dossier_id)
@@ -244,7 +249,7 @@ def write_dossier_status_changed(conn: sqlite3.Connection, event: DossierStatusC
     _timeline(conn, event, text)
 
 
-def write_dossier_closed(conn: sqlite3.Connection, event: DossierClosed) -> None:
+def write_dossier_closed(conn: Connection, event: DossierClosed) -> None:
     data = event.data
     dossier_id = str(event.dossier_id)
     _touch(conn, event, data.dossier_code, data.procedure_code)
@@ -271,7 +276,7 @@ def write_dossier_closed(conn: sqlite3.Connection, event: DossierClosed) -> None
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _touch(conn: sqlite3.Connection, event: Event, code: str | None, procedure: str | None) -> None:
+def _touch(conn: Connection, event: Event, code: str | None, procedure: str | None) -> None:
     """The dossier's row exists, with whatever this event knows filled in where it was missing."""
     conn.execute(
         """
@@ -279,15 +284,14 @@ def _touch(conn: sqlite3.Connection, event: Event, code: str | None, procedure: 
         ON CONFLICT (dossier_id) DO UPDATE SET
             dossier_code = COALESCE(dossiers.dossier_code, excluded.dossier_code),
             procedure_code = COALESCE(dossiers.procedure_code, excluded.procedure_code),
-            first_seen_at = MIN(dossiers.first_seen_at, excluded.first_seen_at)
+            first_seen_at = CASE WHEN excluded.first_seen_at < dossiers.first_seen_at
+                                 THEN excluded.first_seen_at ELSE dossiers.first_seen_at END
         """,
         (str(event.dossier_id), code, procedure, to_text(event.occurred_at)),
     )
 
 
-def _set_status(
-    conn: sqlite3.Connection, event: Event, status: int, holder: str | None, reason: str | None
-) -> None:
+def _set_status(conn: Connection, event: Event, status: int, holder: str | None, reason: str | None) -> None:
     # The newest status wins; at equal times the one applied last (statuses of one dossier share a
     # partition, so that is the order they were emitted in).
     at = to_text(event.occurred_at)
@@ -298,7 +302,7 @@ def _set_status(
     )
 
 
-def _derive_pauses(conn: sqlite3.Connection, dossier_id: str) -> None:
+def _derive_pauses(conn: Connection, dossier_id: str) -> None:
     """Rebuild the dossier's pauses from all its clock marks: a pause opens at the first paused mark
     and closes at the next running one."""
     marks = conn.execute(
@@ -321,10 +325,10 @@ def _derive_pauses(conn: sqlite3.Connection, dossier_id: str) -> None:
     )
 
 
-def _timeline(conn: sqlite3.Connection, event: Event, summary: str) -> None:
+def _timeline(conn: Connection, event: Event, summary: str) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO timeline (event_id, dossier_id, event_type, occurred_at, producer, summary)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO timeline (event_id, dossier_id, event_type, occurred_at, producer, summary)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             str(event.event_id),
             str(event.dossier_id),

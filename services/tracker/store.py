@@ -7,19 +7,29 @@ stored masked to its last three digits. Every instant is stored as UTC text of o
 Columns are nullable wherever an event may arrive before the one that fills them: a status change,
 an outcome or a request can come before the ``DossierReceived`` they follow (they travel on other
 topics), and the projection fills the gaps in as the other events arrive.
+
+The same tables live in a SQLite file or in the ``tracker`` schema of PostgreSQL, where any number of
+tracker instances share them: each projects the events of its partitions into them, and each answers
+from all of them. The hash-chained handoff log (:mod:`services.tracker.audit`) is one of these
+tables, created with the others. A SQLite file made before the schema was versioned gets what it
+lacks (the handoff log included) from the ``CREATE … IF NOT EXISTS`` of version 1 when it opens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.storage.database import Connection
+from services.runtime.storage.postgres import PostgresConnection, to_postgres_ddl
+from services.runtime.storage.store import SqlProcessingStore
+from services.tracker import audit
 
 # A dossier is live until it is closed (with its closing time): then nothing about it depends on now.
 LIVE = "closed = 0 OR closed_at IS NULL"
 
-SCHEMA = (
+_TABLES = (
     """
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_id TEXT PRIMARY KEY,
@@ -112,16 +122,44 @@ CREATE TABLE IF NOT EXISTS tally_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 -- whatever the event (a late outcome or a redelivered closing of a closed dossier included).
 CREATE TABLE IF NOT EXISTS tally_dirty (dossier_id TEXT PRIMARY KEY) WITHOUT ROWID;
 """
-    + "".join(
-        f"""
+    + audit.SCHEMA
+)
+
+
+_WATCHED = ("dossiers", "legs", "pauses")
+
+SCHEMA = _TABLES + "".join(
+    f"""
 CREATE TRIGGER IF NOT EXISTS tally_dirty_{table}_{action} AFTER {action} ON {table}
 BEGIN
     INSERT INTO tally_dirty (dossier_id) SELECT {row}.dossier_id
     WHERE NOT EXISTS (SELECT 1 FROM tally_dirty WHERE dossier_id = {row}.dossier_id);
 END;
 """
-        for table in ("dossiers", "legs", "pauses")
-        for action, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+    for table in _WATCHED
+    for action, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD"))
+)
+
+# PostgreSQL's triggers run a function: one marks the row's dossier dirty, whichever the statement.
+# The mark is taken with its row lock (DO UPDATE … WHERE false locks the row it finds and writes
+# nothing): another instance's catch-up then skips that dossier until this transaction ends, instead
+# of judging it without the write and clearing the mark the write relies on (services.tracker.tally).
+POSTGRES_SCHEMA = (
+    to_postgres_ddl(_TABLES)
+    + """
+CREATE OR REPLACE FUNCTION tally_dirty_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tally_dirty (dossier_id)
+    VALUES (CASE WHEN TG_OP = 'DELETE' THEN OLD.dossier_id ELSE NEW.dossier_id END)
+    ON CONFLICT (dossier_id) DO UPDATE SET dossier_id = excluded.dossier_id WHERE false;
+    RETURN NULL;
+END;
+$$;
+"""
+    + "".join(
+        f"CREATE OR REPLACE TRIGGER tally_dirty_{table} AFTER INSERT OR UPDATE OR DELETE ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION tally_dirty_mark();\n"
+        for table in _WATCHED
     )
 )
 
@@ -139,8 +177,25 @@ def maybe_from_text(text: str | None) -> datetime | None:
     return None if text is None else from_text(text)
 
 
-class TrackerStore(SqliteProcessingStore):
-    """The tracker's SQLite database: projection tables, processed event ids and the outbox."""
+@contextmanager
+def read_snapshot(conn: Connection) -> Iterator[None]:
+    """Reads that see the tables at one instant although other tracker instances commit meanwhile
+    (PostgreSQL: a REPEATABLE READ transaction; SQLite: a read transaction, its snapshot in WAL), so
+    that what a view reads in several statements fits together. Inside a transaction already open on
+    the connection, that transaction's reads are the instant."""
+    if conn.in_transaction:
+        yield
+        return
+    pg = isinstance(conn, PostgresConnection)
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if pg else "BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
-    def __init__(self, path: Path | str) -> None:
-        super().__init__(path, SCHEMA)
+
+class TrackerStore(SqlProcessingStore):
+    """The tracker's database: projection tables, the handoff log, processed event ids and the outbox."""
+
+    SCHEMA = SCHEMA
+    POSTGRES_SCHEMA = POSTGRES_SCHEMA

@@ -20,12 +20,19 @@ Definitions the numbers use:
 
 The statistics and the gauges count from tallies (:mod:`services.tracker.tally`): a closed dossier's
 is taken once, when it closes or changes; only the live dossiers are evaluated on each read.
+
+Several tracker instances (one consumer group on one PostgreSQL schema) each project the events of
+their own partitions, and each answers from every instance's rows: every query reads the shared
+tables when it is asked, nothing read is kept in memory from one query to the next (a
+:class:`Count` holds the rows of one count only, the tallies are tables too), and what a view holds
+besides its connection is configuration (the catalog, the calendar and the hash of both). So the
+API and the page of any instance give the same answers, the events of each dossier split between
+instances or not.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,8 +47,9 @@ from schemas.catalog import Catalog, Procedure
 from schemas.deadlines import DeadlineClock, Pause
 from schemas.status import ClockEffect, NationalStatus
 from schemas.workdays import WorkingCalendar, default_calendar
+from services.runtime.storage.database import Connection, Row
 from services.tracker import tally
-from services.tracker.store import LIVE, from_text, maybe_from_text
+from services.tracker.store import LIVE, from_text, maybe_from_text, read_snapshot
 from services.tracker.tally import Tally
 
 Clock = Callable[[], datetime]
@@ -277,7 +285,7 @@ class _Dossier:
 
 
 # A dossier's row, its legs' rows and its pauses' rows, as read.
-_Rows = tuple[sqlite3.Row, list[sqlite3.Row], list[sqlite3.Row]]
+_Rows = tuple[Row, list[Row], list[Row]]
 
 
 class Count:
@@ -289,7 +297,7 @@ class Count:
         now: datetime,
         closed: Tally,
         live: list[_Rows],
-        evaluate: Callable[[sqlite3.Row, list[sqlite3.Row], list[sqlite3.Row], datetime], _Dossier],
+        evaluate: Callable[[Row, list[Row], list[Row], datetime], _Dossier],
     ) -> None:
         self.now = now
         self.totals = closed
@@ -309,7 +317,7 @@ class TrackerViews:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         catalog: Catalog,
         *,
         calendar: WorkingCalendar | None = None,
@@ -329,18 +337,19 @@ class TrackerViews:
 
     def dossier(self, key: str) -> DossierDetail | None:
         """One dossier by its id or its receipt code; None if the tracker has not seen it."""
-        row = self.conn.execute(
-            "SELECT dossier_id FROM dossiers WHERE dossier_id = ? OR dossier_code = ? LIMIT 1", (key, key)
-        ).fetchone()
-        if row is None:
-            return None
-        dossier_id = str(row["dossier_id"])
-        (found,) = self._load("WHERE dossier_id = ?", (dossier_id,), now=self.now())
-        timeline = self.conn.execute(
-            "SELECT event_id, event_type, occurred_at, producer, summary FROM timeline"
-            " WHERE dossier_id = ? ORDER BY occurred_at, " + _STORY_ORDER + ", event_id",
-            (dossier_id,),
-        ).fetchall()
+        with read_snapshot(self.conn):
+            row = self.conn.execute(
+                "SELECT dossier_id FROM dossiers WHERE dossier_id = ? OR dossier_code = ? LIMIT 1", (key, key)
+            ).fetchone()
+            if row is None:
+                return None
+            dossier_id = str(row["dossier_id"])
+            (found,) = self._load("WHERE dossier_id = ?", (dossier_id,), now=self.now())
+            timeline = self.conn.execute(
+                "SELECT event_id, event_type, occurred_at, producer, summary FROM timeline"
+                " WHERE dossier_id = ? ORDER BY occurred_at, " + _STORY_ORDER + ", event_id",
+                (dossier_id,),
+            ).fetchall()
         found.detail.timeline = [
             TimelineEntry(
                 event_id=t["event_id"],
@@ -482,11 +491,16 @@ class TrackerViews:
 
     def start_count(self) -> Count:
         """The counts as of now: the closed dossiers' sums, and the live dossiers read now, to be
-        evaluated by :meth:`Count.step` (as of now, whatever is written in between)."""
+        evaluated by :meth:`Count.step` (as of now, whatever is written in between). Sums and rows
+        are read at one instant; a closed dossier written to since the catch-up (by another
+        instance's projection) is read with the live ones and its kept tally left out."""
         while not self.catch_up():
             pass
-        now = self.now()
-        return Count(now, tally.totals(self.conn), self._read(f"WHERE {LIVE}", ()), self._evaluate)
+        with read_snapshot(self.conn):
+            now = self.now()
+            closed = tally.kept_totals(self.conn)
+            rows = self._read(f"WHERE {LIVE}", ()) + self._read(f"WHERE {tally.REWRITTEN}", ())
+        return Count(now, closed, rows, self._evaluate)
 
     def _judge(self, ids: list[str]) -> dict[str, Tally]:
         marks = ", ".join("?" * len(ids))
@@ -508,12 +522,14 @@ class TrackerViews:
         return hashlib.sha256(repr(parts).encode()).hexdigest()
 
     def _first_seen(self, codes: set[str]) -> list[str]:
-        """Procedure codes outside the catalog, in the order their first dossier was stored."""
+        """Procedure codes outside the catalog, in the order their first dossier was seen (the time of
+        the earliest event about it), then by code: the same order whatever order the events came
+        in, and whichever instance stored them."""
         if not codes:
             return []
         rows = self.conn.execute(
             f"SELECT procedure_code FROM dossiers WHERE procedure_code IN ({', '.join('?' * len(codes))})"
-            " GROUP BY procedure_code ORDER BY MIN(rowid)",
+            " GROUP BY procedure_code ORDER BY MIN(first_seen_at), procedure_code",
             tuple(codes),
         ).fetchall()
         return [row[0] for row in rows]
@@ -524,25 +540,25 @@ class TrackerViews:
         return [self._evaluate(*found, now) for found in self._read(clause, params)]
 
     def _read(self, clause: str, params: tuple[object, ...]) -> list[_Rows]:
-        rows = self.conn.execute(f"SELECT * FROM dossiers {clause}", params).fetchall()
-        if not rows:
-            return []
-        ids = [str(r["dossier_id"]) for r in rows]
-        # The legs and pauses of the dossiers read, and only of those (of all without a clause).
-        if len(ids) == 1:
-            clause, params = "WHERE dossier_id = ?", tuple(ids)
-        elif clause:
-            clause = f"WHERE dossier_id IN (SELECT dossier_id FROM dossiers {clause})"
-        legs = _grouped(self._rows_for("legs", clause, params, _LEG_ORDER))
-        pauses = _grouped(self._rows_for("pauses", clause, params, "ORDER BY start"))
+        with read_snapshot(self.conn):  # the legs and pauses of the very dossier rows read
+            rows = self.conn.execute(f"SELECT * FROM dossiers {clause}", params).fetchall()
+            if not rows:
+                return []
+            ids = [str(r["dossier_id"]) for r in rows]
+            # The legs and pauses of the dossiers read, and only of those (of all without a clause).
+            if len(ids) == 1:
+                clause, params = "WHERE dossier_id = ?", tuple(ids)
+            elif clause:
+                clause = f"WHERE dossier_id IN (SELECT dossier_id FROM dossiers {clause})"
+            legs = _grouped(self._rows_for("legs", clause, params, _LEG_ORDER))
+            pauses = _grouped(self._rows_for("pauses", clause, params, "ORDER BY start"))
         return [(row, legs.get(id_, []), pauses.get(id_, [])) for row, id_ in zip(rows, ids, strict=True)]
 
-    def _rows_for(self, table: str, clause: str, params: tuple[object, ...], order: str) -> list[sqlite3.Row]:
-        return self.conn.execute(f"SELECT * FROM {table} {clause} {order}", params).fetchall()
+    def _rows_for(self, table: str, clause: str, params: tuple[object, ...], order: str) -> list[Row]:
+        rows: list[Row] = self.conn.execute(f"SELECT * FROM {table} {clause} {order}", params).fetchall()
+        return rows
 
-    def _evaluate(
-        self, row: sqlite3.Row, leg_rows: list[sqlite3.Row], pause_rows: list[sqlite3.Row], now: datetime
-    ) -> _Dossier:
+    def _evaluate(self, row: Row, leg_rows: list[Row], pause_rows: list[Row], now: datetime) -> _Dossier:
         code = row["procedure_code"]
         procedure = self._procedures.get(code) if code is not None else None
         status = NationalStatus(row["status"]) if row["status"] is not None else None
@@ -623,7 +639,7 @@ class TrackerViews:
 
     def _leg(
         self,
-        row: sqlite3.Row,
+        row: Row,
         procedure: Procedure | None,
         pauses: tuple[Pause, ...],
         dossier_as_of: datetime,
@@ -670,8 +686,8 @@ def _share(procedure: Procedure | None, step_id: str) -> int | None:
         return None
 
 
-def _grouped(rows: Iterable[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
-    grouped: dict[str, list[sqlite3.Row]] = defaultdict(list)
+def _grouped(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    grouped: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         grouped[str(row["dossier_id"])].append(row)
     return grouped

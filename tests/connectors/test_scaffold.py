@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.connector_cmd import ScaffoldError, scaffold
+from services.tools.cli.connector_cmd import ScaffoldError, scaffold
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def fresh_copy(tmp_path: Path) -> Path:
 
 def test_new_connector_passes_the_kit_from_the_first_minute(tmp_path: Path) -> None:
     root = fresh_copy(tmp_path)
-    lienthong = [sys.executable, "-c", "from services.cli.main import app; app()"]
+    lienthong = [sys.executable, "-c", "from services.tools.cli.main import app; app()"]
     env = {**os.environ, "PYTHONPATH": str(root)}
     made = subprocess.run(
         [*lienthong, "connector", "new", "demo_agency"], cwd=root, env=env, capture_output=True, text=True

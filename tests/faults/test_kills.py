@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from schemas.agencies import Agency
-from services.localkafka.choice import KafkaEndpoint
-from services.stack.stack import LocalStack
-from services.stack.traffic import Submitted, Traffic
+from services.tools.localkafka.choice import KafkaEndpoint
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Submitted, Traffic
 from tests.stack_helpers import SHORT_TIERS, assert_all_running, records, running_stack, sample_traffic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]

@@ -22,11 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.agencies import Agency
 from schemas.topics import DOSSIER_RECEIVED, HANDOFF_OUTCOME, MAIN_PARTITIONS, all_topics
-from services.localkafka.broker import LocalKafkaCluster
-from services.runtime.topics_admin import describe_topic_configs, replication_factors
-from services.stack.samples import BIRTH, DEATH, HOUSEHOLD_BUSINESS, LAND_TRANSFER, MARRIAGE
-from services.stack.stack import LocalStack
-from services.stack.traffic import Submitted, Traffic
+from services.runtime.shell.topics_admin import describe_topic_configs, replication_factors
+from services.tools.localkafka.broker import LocalKafkaCluster
+from services.tools.stack.samples import BIRTH, DEATH, HOUSEHOLD_BUSINESS, LAND_TRANSFER, MARRIAGE
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Submitted, Traffic
 from tests.stack_helpers import (
     SHORT_TIERS,
     assert_all_running,

@@ -31,11 +31,12 @@ from schemas.catalog import load_catalog
 from schemas.envelope import Event, event_headers, event_key, event_value
 from schemas.events import HandoffOutcomeData, HandoffReported, OutcomeKind, parse_event
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, MAIN_PARTITIONS, requests_topic
-from services.runtime import deadletter, keys
-from services.runtime.dlq import DeadLetter
-from services.runtime.signing import CE_KEYID, CE_SIGNATURE, Signer
-from services.stack.stack import LocalStack
-from services.stack.traffic import Submitted, Traffic
+from services.runtime.failures import dead_letter_records
+from services.runtime.failures.dead_letter_replay import DeadLetter
+from services.runtime.trust import keys
+from services.runtime.trust.signing import CE_KEYID, CE_SIGNATURE, Signer
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Submitted, Traffic
 from tests.stack_helpers import (
     SHORT_TIERS,
     assert_all_running,
@@ -179,7 +180,7 @@ async def test_a_record_with_an_undecodable_header_is_dead_lettered_alone_on_eve
     for kind, topic in bad_topics.items():
         letter = letters[kind]
         assert letter.error_class == "poison" and "not UTF-8" in letter.message, (kind, letter.message)
-        assert letter.headers[deadletter.ORIGINAL_TOPIC] == topic
+        assert letter.headers[dead_letter_records.ORIGINAL_TOPIC] == topic
         assert letter.undecodable["x-note"] == UNDECODABLE, "the dead letter keeps the header's bytes"
     assert_all_running(stack)
 
@@ -204,7 +205,7 @@ async def test_a_replay_while_the_agency_still_fails_is_dead_lettered_again_then
     finally:
         await clear_faults(stack, Agency.CIVIL_STATUS)
     second = next(x for x in await letters_of(stack, marriage.dossier_id, "civil_status") if x.id != first.id)
-    assert second.error_class == "transient" and int(second.headers[deadletter.ATTEMPTS]) == 4
+    assert second.error_class == "transient" and int(second.headers[dead_letter_records.ATTEMPTS]) == 4
     assert (await stuck_leg(stack, marriage.dossier_id)) is not None, "the tracker shows it stuck again"
 
     again = await lienthong_dlq_replay(stack, first.id)
@@ -307,8 +308,10 @@ async def test_a_pending_job_whose_polls_keep_failing_is_dead_lettered_with_its_
     leg = await stuck_leg(stack, transfer.dossier_id)
     assert leg is not None and leg["agency"] == "land" and leg["error_class"] == "protocol"
     (letter,) = await letters_of(stack, transfer.dossier_id, "land")
-    assert int(letter.headers[deadletter.ATTEMPTS]) == 3, "three failed polls in a row, the budget"
-    assert letter.headers[deadletter.FIRST_FAILURE] < letter.headers[deadletter.LAST_FAILURE]
+    assert int(letter.headers[dead_letter_records.ATTEMPTS]) == 3, "three failed polls in a row, the budget"
+    assert (
+        letter.headers[dead_letter_records.FIRST_FAILURE] < letter.headers[dead_letter_records.LAST_FAILURE]
+    )
     request = parse_event(letter.value, letter.headers)
     assert str(request.dossier_id) == transfer.dossier_id, "the dead letter holds the request as received"
 

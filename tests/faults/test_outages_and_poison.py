@@ -18,9 +18,9 @@ from schemas.agencies import Agency
 from schemas.envelope import event_headers, event_key, event_value
 from schemas.events import DossierClosed
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
-from services.runtime import deadletter
-from services.stack.stack import LocalStack
-from services.stack.traffic import Submitted, Traffic
+from services.runtime.failures import dead_letter_records
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Submitted, Traffic
 from tests.factories import dossier_received
 from tests.stack_helpers import (
     SHORT_TIERS,
@@ -91,7 +91,7 @@ async def test_outage_longer_than_the_tiers_dead_letters_then_replay_completes(
     everything = await dead_letters_of(stack)
     assert len(letters) >= 3, [(x.id, x.agency, x.error_class) for x in everything]
     assert all(letter.error_class == "transient" for letter in letters)
-    assert all(int(letter.headers[deadletter.ATTEMPTS]) == 4 for letter in letters)
+    assert all(int(letter.headers[dead_letter_records.ATTEMPTS]) == 4 for letter in letters)
 
     await asyncio.sleep(max(0.0, 31 - (time.monotonic() - down_since)))  # the registry is back
     replay = await lienthong_dlq_replay(stack, "--agency", "civil_status")
@@ -189,7 +189,7 @@ async def test_poison_records_are_dead_lettered_with_their_reason_and_traffic_fl
         letter = letters[name]
         assert letter.error_class == "poison", name
         assert letter.message, f"{name} carries no reason"
-        assert letter.headers[deadletter.ORIGINAL_TOPIC] == topic
+        assert letter.headers[dead_letter_records.ORIGINAL_TOPIC] == topic
     assert letters["oversized"].message.startswith("record of")
     assert "dossier_id" in letters["wrong_key"].message
     assert "ce_" in letters["missing_headers"].message

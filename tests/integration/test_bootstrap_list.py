@@ -4,9 +4,9 @@ to aiokafka as one host name, and no service could start on a multi-broker list.
 
 from __future__ import annotations
 
-from services.localkafka.process import free_port
-from services.runtime.kafka import make_broker
-from services.runtime.settings import KafkaSettings
+from services.runtime.shell.kafka import make_broker
+from services.runtime.shell.settings import KafkaSettings
+from services.tools.localkafka.process import free_port
 
 
 async def test_a_list_whose_first_broker_is_down_still_reaches_the_cluster(kafka_bootstrap: str) -> None:

@@ -14,13 +14,13 @@ from aiokafka.errors import KafkaError
 
 from schemas.envelope import Event
 from schemas.events import DossierReceived
-from services.runtime import consumer as consumer_module
-from services.runtime.consumer import Context, Effect, EventConsumer
-from services.runtime.kafka import make_broker
-from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import event_record
-from services.runtime.settings import KafkaSettings
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.consume import consumer as consumer_module
+from services.runtime.consume.consumer import Context, Effect, EventConsumer
+from services.runtime.consume.records import event_record
+from services.runtime.shell.kafka import make_broker
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.storage.outbox import OutboxRelay, OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
 from tests.factories import dossier_received
 from tests.sandboxes.helpers import eventually
 
@@ -30,7 +30,7 @@ async def test_a_consumer_failing_every_poll_is_started_again(
 ) -> None:
     monkeypatch.setattr(consumer_module, "WATCH_S", 0.5)
     topic = f"{topic_prefix}dossier.received"
-    store = SqliteProcessingStore(tmp_path / "router.db")
+    store = SqlProcessingStore(tmp_path / "router.db")
 
     async def nothing(record: OutgoingRecord) -> Any:
         raise AssertionError("nothing is emitted")

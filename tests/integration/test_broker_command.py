@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.localkafka.process import free_port, pid_alive
+from services.tools.localkafka.process import free_port, pid_alive
 
 pytestmark = pytest.mark.kafka
 
 
 def lienthong(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "services.cli", *args]
+    command = [sys.executable, "-m", "services.tools.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, check=False)
 
 

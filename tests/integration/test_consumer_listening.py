@@ -10,12 +10,12 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import Event
 from schemas.events import DossierReceived
-from services.runtime.consumer import Context, Effect, EventConsumer
-from services.runtime.kafka import make_broker
-from services.runtime.outbox import OutboxRelay
-from services.runtime.records import event_record
-from services.runtime.settings import KafkaSettings
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.consume.consumer import Context, Effect, EventConsumer
+from services.runtime.consume.records import event_record
+from services.runtime.shell.kafka import make_broker
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.storage.outbox import OutboxRelay
+from services.runtime.storage.store import SqlProcessingStore
 from tests.factories import dossier_received
 from tests.sandboxes.helpers import eventually
 
@@ -24,7 +24,7 @@ async def test_faststream_polls_through_the_listening_poll_and_an_idle_consumer_
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     topic = f"{topic_prefix}listening.dossiers"
-    store = SqliteProcessingStore(tmp_path / "listening.db")
+    store = SqlProcessingStore(tmp_path / "listening.db")
 
     async def unused(record: Any) -> Any:
         raise AssertionError("nothing is emitted")

@@ -10,9 +10,9 @@ import time
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.runtime import headers
-from services.runtime.delayed import DelayedRetryConsumer
-from services.runtime.records import ReceivedRecord
+from services.runtime.consume import headers
+from services.runtime.consume.records import ReceivedRecord
+from services.runtime.failures.retry_tiers import DelayedRetryConsumer
 from tests.sandboxes.helpers import eventually
 
 SLOW_S = 6.0  # one record's handling: long enough for the group to rebalance meanwhile

@@ -18,15 +18,15 @@ from cloudevents.core.v1.event import CloudEvent
 from schemas.envelope import Event
 from schemas.events import DossierReceived
 from schemas.topics import DOSSIER_RECEIVED, all_topics, dlq_topic
-from services.runtime import deadletter
-from services.runtime.consumer import Context, Effect, EventConsumer
-from services.runtime.dlq import read_dead_letters
-from services.runtime.kafka import make_broker, outbox_relay
-from services.runtime.metrics import Service
-from services.runtime.records import event_record
-from services.runtime.settings import ServiceSettings
-from services.runtime.store import SqliteProcessingStore
-from services.runtime.topics_admin import ensure_topics
+from services.runtime.consume.consumer import Context, Effect, EventConsumer
+from services.runtime.consume.records import event_record
+from services.runtime.failures import dead_letter_records
+from services.runtime.failures.dead_letter_replay import read_dead_letters
+from services.runtime.observe.metrics import Service
+from services.runtime.shell.kafka import make_broker, outbox_relay
+from services.runtime.shell.settings import ServiceSettings
+from services.runtime.shell.topics_admin import ensure_topics
+from services.runtime.storage.store import SqlProcessingStore
 from tests.factories import dossier_received
 from tests.sandboxes.helpers import eventually
 
@@ -54,7 +54,7 @@ class Router:
         self.topic = prefix + DOSSIER_RECEIVED
         self.handled: list[Event] = []
         settings = ServiceSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-        self.store = SqliteProcessingStore(tmp_path / "router.db")
+        self.store = SqlProcessingStore(tmp_path / "router.db")
         self.broker = make_broker(settings, client_id="interop")
         self.relay = outbox_relay(
             self.store.outbox, settings, client_id="interop", broker=self.broker, service=Service.ROUTER
@@ -114,8 +114,8 @@ async def test_a_dead_letter_reads_as_spring_kafka_reads_its_headers(
     (ours,) = await read_dead_letters(kafka_bootstrap, router.topic.removesuffix(DOSSIER_RECEIVED))
     assert (ours.original_partition, ours.original_offset) == (2, sent.offset)
     assert ours.context()["kafka_dlt-original-offset"] == str(sent.offset)
-    legacy = [(deadletter.ORIGINAL_OFFSET, b"41")]
-    assert deadletter.original_number(legacy, deadletter.ORIGINAL_OFFSET) == 41
+    legacy = [(dead_letter_records.ORIGINAL_OFFSET, b"41")]
+    assert dead_letter_records.original_number(legacy, dead_letter_records.ORIGINAL_OFFSET) == 41
 
 
 async def test_the_cloudevents_sdk_reads_the_events_we_write(kafka_bootstrap: str, topic_prefix: str) -> None:

@@ -15,20 +15,22 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import UnknownTopicOrPartitionError
 from typer.testing import CliRunner
 
 from schemas.topics import DOSSIER_RECEIVED, all_topics
-from services.cli.topics_cmd import app as topics_app
-from services.localkafka.process import pid_alive
-from services.runtime.replication import single_copy_topics
-from services.runtime.settings import KafkaSettings
-from services.runtime.topics_admin import describe_topic_configs, replication_factors
+from services.runtime.shell.replication import single_copy_topics
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.shell.topics_admin import describe_topic_configs, replication_factors
+from services.tools.cli.topics_cmd import app as topics_app
+from services.tools.localkafka.process import pid_alive
+from tests.stack_helpers import wait_for
 
 pytestmark = pytest.mark.kafka
 
 
 def lienthong(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "services.cli", *args]
+    command = [sys.executable, "-m", "services.tools.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
@@ -68,6 +70,20 @@ async def factors(bootstrap: str, names: list[str], within_s: float = 30) -> dic
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+async def _configs_once_known(bootstrap: str, topic: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+
+    async def known() -> bool:
+        try:
+            found.update((await describe_topic_configs(bootstrap, [topic]))[topic])
+        except UnknownTopicOrPartitionError:
+            return False
+        return True
+
+    await wait_for(known, within_s=30, what=f"every broker knows {topic}")
+    return found
 
 
 def test_three_node_cluster_and_replicated_topics(tmp_path: Path) -> None:
@@ -114,8 +130,9 @@ def test_three_node_cluster_and_replicated_topics(tmp_path: Path) -> None:
         on_cluster = asyncio.run(factors(bootstrap, names))
         assert {on_cluster[s.name] for s in all_topics("new.")} == {3}
         assert {on_cluster[s.name] for s in all_topics("old.")} == {1}
-        configs = asyncio.run(describe_topic_configs(bootstrap, [f"new.{DOSSIER_RECEIVED}"]))
-        assert configs[f"new.{DOSSIER_RECEIVED}"]["min.insync.replicas"] == "2"
+        # The broker asked may learn of a topic created on another one a moment later.
+        configs = asyncio.run(_configs_once_known(bootstrap, f"new.{DOSSIER_RECEIVED}"))
+        assert configs["min.insync.replicas"] == "2"
 
         refused = runner.invoke(topics_app, [*create, "--prefix", "more.", "--replication-factor", "4"])
         assert refused.exit_code == 1

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from schemas.agencies import Agency
-from services.stack.stack import LocalStack, StackPorts
-from services.stack.traffic import Submitted, Traffic
+from services.tools.stack.stack import LocalStack, StackPorts
+from services.tools.stack.traffic import Submitted, Traffic
 
 pytestmark = pytest.mark.kafka
 

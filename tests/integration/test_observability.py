@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from schemas.agencies import Agency
-from services.localkafka.process import free_port
-from services.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts
-from services.stack.traffic import Submitted, Traffic
+from services.tools.localkafka.process import free_port
+from services.tools.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts
+from services.tools.stack.traffic import Submitted, Traffic
 from tests.stack_helpers import wait_until_closed
 
 pytestmark = pytest.mark.kafka

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import OutOfOrderSequenceNumber
 from faststream.kafka import TestKafkaBroker
 
-from services.runtime.kafka import RelaySender, make_broker
-from services.runtime.outbox import Outbox, OutboxRelay, OutgoingRecord
-from services.runtime.settings import KafkaSettings
-from services.runtime.sqlite import open_db
+from services.runtime.shell.kafka import RelaySender, make_broker
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.storage.outbox import Outbox, OutboxRelay, OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
 from tests.sandboxes.helpers import eventually
 
 
@@ -42,7 +42,7 @@ async def sender(kafka_bootstrap: str) -> AsyncIterator[RelaySender]:
 
 
 def outbox(tmp_path: Path) -> Outbox:
-    return Outbox(open_db(tmp_path / "outbox.db"))
+    return SqlProcessingStore(tmp_path / "outbox.db").outbox
 
 
 def committed(box: Outbox, records: list[OutgoingRecord]) -> None:

@@ -15,9 +15,9 @@ from connectors.land.client import LandClient
 from connectors.tax.client import TaxClient
 from schemas.agencies import Agency
 from schemas.topics import DOSSIER_RECEIVED
-from services.stack.samples import SampleDossiers
-from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
-from services.stack.traffic import Traffic
+from services.tools.stack.samples import SampleDossiers
+from services.tools.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
+from services.tools.stack.traffic import Traffic
 from tests.stack_helpers import received_count, tracker_knows, wait_until_closed
 from tests.unit.test_intake import MALFORMED
 

@@ -11,9 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas.topics import DOSSIER_RECEIVED, HANDOFF_OUTCOME, TopicSpec, all_topics
 from services.router.app import RouterSettings
 from services.router.app import build_app as build_router
-from services.runtime.replication import single_copy_topics
-from services.runtime.settings import KafkaSettings
-from services.runtime.topics_admin import ensure_topics, replication_factors
+from services.runtime.shell.replication import single_copy_topics
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.shell.topics_admin import ensure_topics, replication_factors
 from tests.stack_helpers import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -46,11 +46,11 @@ async def test_topics_in_one_copy_are_named_in_one_warning(
     used = [s.name for s in specs]
     missing = topic_prefix + "not.created"
 
-    with caplog.at_level(logging.WARNING, logger="services.runtime.replication"):
+    with caplog.at_level(logging.WARNING, logger="services.runtime.shell.replication"):
         found = await single_copy_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), [*used, missing])
 
     assert found == sorted(used)
-    [warning] = [r for r in caplog.records if r.name == "services.runtime.replication"]
+    [warning] = [r for r in caplog.records if r.name == "services.runtime.shell.replication"]
     assert warning.levelno == logging.WARNING
     message = warning.getMessage()
     assert all(name in message for name in used) and missing not in message
@@ -71,20 +71,20 @@ async def test_the_local_stack_is_not_warned(
     settings = KafkaSettings()
     assert settings.local_stack
 
-    with caplog.at_level(logging.WARNING, logger="services.runtime.replication"):
+    with caplog.at_level(logging.WARNING, logger="services.runtime.shell.replication"):
         assert await single_copy_topics(settings, [s.name for s in specs]) == []
-    assert not [r for r in caplog.records if r.name == "services.runtime.replication"]
+    assert not [r for r in caplog.records if r.name == "services.runtime.shell.replication"]
 
 
 async def test_an_unreachable_cluster_is_said_and_does_not_stop_the_service(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="services.runtime.replication"):
+    with caplog.at_level(logging.WARNING, logger="services.runtime.shell.replication"):
         found = await single_copy_topics(
             KafkaSettings(bootstrap_servers="127.0.0.1:1"), ["dossier.received"], timeout_s=5
         )
     assert found == []
-    [warning] = [r for r in caplog.records if r.name == "services.runtime.replication"]
+    [warning] = [r for r in caplog.records if r.name == "services.runtime.shell.replication"]
     assert "could not check" in warning.getMessage()
 
 
@@ -97,12 +97,12 @@ async def test_a_running_service_warns_at_start_about_its_topics_in_one_copy(
     app = build_router(settings)
 
     def warned() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.name == "services.runtime.replication"]
+        return [r for r in caplog.records if r.name == "services.runtime.shell.replication"]
 
     async def said() -> bool:
         return bool(warned())
 
-    with caplog.at_level(logging.WARNING, logger="services.runtime.replication"):
+    with caplog.at_level(logging.WARNING, logger="services.runtime.shell.replication"):
         async with app.router.lifespan_context(app):
             await wait_for(said, 30, "the router's warning about its single-copy topics")
     (warning,) = warned()

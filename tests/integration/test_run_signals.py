@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from schemas.topics import all_topics
-from services.stack.discovery import STATE_DIR_VARIABLE
+from services.tools.stack.discovery import STATE_DIR_VARIABLE
 
 REPO = Path(__file__).resolve().parents[2]
 START_WITHIN_S = 180.0
@@ -119,7 +119,7 @@ class BackgroundRun:
 
     def lienthong(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, "-m", "services.tools.cli", *args],
             cwd=REPO,
             env=self.env,
             capture_output=True,
@@ -146,7 +146,7 @@ def background_run(tmp_path: Path) -> Iterator[BackgroundRun]:
     output = tmp_path / "run.out"
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", "--no-faults", "--free-ports", "--rate", "2",
+            [sys.executable, "-m", "services.tools.cli", "run", "--no-faults", "--free-ports", "--rate", "2",
              "--work-dir", str(work_dir)],
             cwd=REPO,
             env=env,

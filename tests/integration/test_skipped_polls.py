@@ -13,12 +13,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.envelope import Event
 from schemas.events import DossierReceived
-from services.runtime.consumer import Context, Effect, EventConsumer
-from services.runtime.kafka import make_broker
-from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import event_record
-from services.runtime.settings import KafkaSettings
-from services.runtime.store import SqliteProcessingStore
+from services.runtime.consume.consumer import Context, Effect, EventConsumer
+from services.runtime.consume.records import event_record
+from services.runtime.shell.kafka import make_broker
+from services.runtime.shell.settings import KafkaSettings
+from services.runtime.storage.outbox import OutboxRelay, OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
 from tests.factories import dossier_received
 from tests.sandboxes.helpers import eventually
 
@@ -30,7 +30,7 @@ async def test_a_poll_of_duplicates_only_commits_its_offsets(
 ) -> None:
     topic = f"{topic_prefix}dossier.received"
     group = f"{topic_prefix}router"
-    store = SqliteProcessingStore(tmp_path / "router.db")
+    store = SqlProcessingStore(tmp_path / "router.db")
     records = [event_record(dossier_received("9.900005"), topic) for _ in range(5)]
     for record in records:  # processed before: a redelivery after a rebalance or a restart
         store.commit(record.headers["ce_id"], [])

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.topics import DLQ_RETENTION_MS, DOSSIER_RETENTION_MS, all_topics, requests_topic
-from services.cli.topics_cmd import app
-from services.runtime.topics_admin import TopicAction, describe_topic_configs, ensure_topics
+from services.runtime.shell.topics_admin import TopicAction, describe_topic_configs, ensure_topics
+from services.tools.cli.topics_cmd import app
 
 pytestmark = pytest.mark.kafka
 

@@ -25,16 +25,16 @@ from opentelemetry.trace import SpanKind
 from connectors.civil_status.sandbox.app import create_app as civil_status_registry
 from schemas.agencies import Agency
 from schemas.topics import all_topics, requests_topic
-from services.connector.app import ConnectorSettings
 from services.connector.app import build_app as build_connector
+from services.connector.settings import ConnectorSettings, HostSettings
 from services.intake.app import IntakeSettings
 from services.intake.app import build_app as build_intake
-from services.localkafka.process import free_port
 from services.router.app import RouterSettings
 from services.router.app import build_app as build_router
-from services.runtime.topics_admin import ensure_topics
-from services.runtime.tracing import use_tracer_provider
-from services.stack.samples import SampleDossiers
+from services.runtime.observe.tracing import use_tracer_provider
+from services.runtime.shell.topics_admin import ensure_topics
+from services.tools.localkafka.process import free_port
+from services.tools.stack.samples import SampleDossiers
 from services.tracker.app import TrackerSettings
 from services.tracker.app import build_app as build_tracker
 from tests.sandboxes.helpers import eventually
@@ -95,7 +95,13 @@ async def test_one_dossier_is_one_trace_through_every_service(
     apps = [
         tracker,
         build_router(RouterSettings(**common)),
-        build_connector(ConnectorSettings(**common, agency=Agency.CIVIL_STATUS, poll_interval_s=0.2)),
+        build_connector(
+            ConnectorSettings(
+                **common,
+                agency=Agency.CIVIL_STATUS,
+                connector_host=HostSettings(poll_interval_s=0.2),
+            )
+        ),
         intake,
     ]
     async with contextlib.AsyncExitStack() as running:

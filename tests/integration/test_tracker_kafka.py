@@ -16,7 +16,7 @@ from schemas.envelope import Event, event_headers, event_key, event_value
 from schemas.events import DossierStatusChanged, DossierStatusChangedData
 from schemas.status import NationalStatus
 from schemas.topics import DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, all_topics, requests_topic
-from services.runtime.topics_admin import ensure_topics
+from services.runtime.shell.topics_admin import ensure_topics
 from services.tracker.app import TrackerSettings, build_app
 from tests.factories import dossier_received, outcome_for
 from tests.unit.test_tracker import requested

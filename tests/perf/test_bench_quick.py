@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli.main import app
+from services.tools.cli.main import app
 
 pytestmark = pytest.mark.kafka
 

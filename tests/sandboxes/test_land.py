@@ -13,7 +13,7 @@ import pytest
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from connectors.land.client import LandClient, Parcel
 from connectors.land.sandbox.app import LandSandboxSettings, create_app
-from connectors.land.sandbox.seed import SEED_PARCELS, SeedParcel
+from schemas.examples.land_parcels import SEED_PARCELS, SeedParcel
 from tests.clock import fixed, travel, vn
 from tests.sandboxes.helpers import BASE_URL, asgi_client, records
 

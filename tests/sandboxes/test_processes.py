@@ -13,10 +13,10 @@ import pytest
 from connectors.civil_status.client import CivilStatusClient, Person
 from connectors.errors import AgencyUnavailable
 from connectors.land.client import LandClient
-from connectors.land.sandbox.seed import SEED_PARCELS
 from connectors.sandbox_kit.faults import FaultSettings
 from connectors.sandbox_kit.process import SandboxProcess
 from connectors.tax.client import CadastralSlip, TaxClient
+from schemas.examples.land_parcels import SEED_PARCELS
 
 
 def assert_gone(pid: int) -> None:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from services.stack.stack import LocalStack
-from services.stack.traffic import Traffic
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Traffic
 from tests.stack_helpers import running_stack, sample_traffic
 
 

@@ -34,7 +34,7 @@ from schemas.workdays import default_calendar
 from services.intake.api import add_routes
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
-from services.stack.samples import SampleDossiers
+from services.tools.stack.samples import SampleDossiers
 
 EXAMPLES = 1000
 REQUEST_DEADLINE_S = 10.0

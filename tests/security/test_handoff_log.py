@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from schemas.events import HandoffRequested, parse_event
-from services.stack.stack import LocalStack
-from services.stack.traffic import Traffic
+from services.runtime.storage.database import Connection
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Traffic
 from services.tracker import audit
 from tests.factories import outcome_for
 from tests.stack_helpers import wait_until_closed
@@ -23,7 +24,7 @@ from tests.unit.test_events import example
 
 
 async def lienthong(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "services.cli", *args]
+    command = [sys.executable, "-m", "services.tools.cli", *args]
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
     )
@@ -77,8 +78,15 @@ def _request() -> HandoffRequested:
     return parse_event(json.dumps(example(HandoffRequested)).encode())  # type: ignore[return-value]
 
 
-def _log_of(count: int) -> sqlite3.Connection:
+def _bare_log() -> Connection:
+    """A database holding only the log's table (in the tracker's, it is part of the store's schema)."""
     conn = sqlite3.connect(":memory:")
+    conn.executescript(audit.SCHEMA)
+    return conn
+
+
+def _log_of(count: int) -> Connection:
+    conn = _bare_log()
     request = _request()
     for index in range(count):
         event = request if index % 2 == 0 else outcome_for(request, "completed")
@@ -102,7 +110,7 @@ def test_removed_and_reordered_entries_are_named_and_appends_are_idempotent() ->
     verdict = audit.verify(conn)
     assert not verdict.ok and "entry 2" in verdict.problem, verdict.problem
 
-    conn = sqlite3.connect(":memory:")
+    conn = _bare_log()
     request = _request()
     assert audit.append(conn, request) is not None
     assert audit.append(conn, request) is None, "a redelivered event is logged once"

@@ -42,7 +42,7 @@ from services.intake.examples import example
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.intake.submission import MAX_BODY_BYTES
-from services.stack.samples import SampleDossiers
+from services.tools.stack.samples import SampleDossiers
 
 EXAMPLES: Final = 1000
 CATALOG: Final = load_catalog()
@@ -491,6 +491,14 @@ def _repeats(answer: str, value: str) -> bool:
     )
 
 
+def _said_beyond_field_names(problem: dict[str, Any]) -> str:
+    """The answer without the field names it points at: naming the field the sender wrote is the point
+    of the answer, so a value that merely recurs inside a field name (``x_000000`` holding ``"000000"``)
+    is not a repeat."""
+    errors = [{k: v for k, v in error.items() if k != "field"} for error in problem.get("errors") or []]
+    return json.dumps({**problem, "errors": errors}, ensure_ascii=False)
+
+
 CORPUS_SETTINGS: Final = settings(
     max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
@@ -519,8 +527,9 @@ def test_hostile_dossiers_get_the_4xx_of_their_kind_with_a_reason_and_publish_no
             assert isinstance(problem["detail"], str) and problem["detail"].strip(), context
             assert len(problem.get("errors") or []) <= 100, context
             assert store.outbox.size() == 0, context
-            leaked = [value for value in attack.strings if _repeats(answer.text, value)]
-            leaked += [n for n in attack.numbers if re.search(rf"(?<![0-9]){n}(?![0-9])", answer.text)]
+            said = _said_beyond_field_names(problem)
+            leaked = [value for value in attack.strings if _repeats(said, value)]
+            leaked += [n for n in attack.numbers if re.search(rf"(?<![0-9]){n}(?![0-9])", said)]
             assert not leaked, (*context, leaked)
 
         one()

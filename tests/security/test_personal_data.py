@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import event_headers, event_key
 from schemas.topics import DOSSIER_RECEIVED
-from services.runtime import dlq
-from services.stack.stack import LocalStack
-from services.stack.traffic import Traffic
+from services.runtime.failures import dead_letter_replay
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Traffic
 from tests.factories import dossier_received
 from tests.stack_helpers import wait_for, wait_until_closed
 
@@ -97,8 +97,8 @@ async def test_no_output_of_a_run_carries_the_citizens_data(stack: LocalStack, t
     finally:
         await producer.stop()
 
-    async def letters() -> list[dlq.DeadLetter]:
-        found = await dlq.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
+    async def letters() -> list[dead_letter_replay.DeadLetter]:
+        found = await dead_letter_replay.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
         return [x for x in found if "test-personal" in x.headers]
 
     async def both_dead_lettered() -> bool:

@@ -20,9 +20,9 @@ from aiokafka.errors import (
 
 from schemas.agencies import Agency
 from schemas.topics import HANDOFF_OUTCOME, requests_topic
-from services.localkafka.access import connector_principal, service_acls
-from services.localkafka.broker import LocalKafkaBroker
-from services.runtime.settings import KafkaSettings, client_security_options
+from services.runtime.shell.settings import KafkaSettings, client_security_options
+from services.tools.localkafka.access import connector_principal, service_acls
+from services.tools.localkafka.broker import LocalKafkaBroker
 
 pytestmark = pytest.mark.kafka  # its own broker, started here
 

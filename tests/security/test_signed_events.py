@@ -15,10 +15,11 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.envelope import Event, event_headers, event_key, event_value
 from schemas.topics import DOSSIER_RECEIVED
-from services.runtime import deadletter, dlq, keys
-from services.runtime.signing import CE_KEYID, CE_SIGNATURE, Signer, canonical_form
-from services.stack.stack import LocalStack
-from services.stack.traffic import Traffic
+from services.runtime.failures import dead_letter_records, dead_letter_replay
+from services.runtime.trust import keys
+from services.runtime.trust.signing import CE_KEYID, CE_SIGNATURE, Signer, canonical_form
+from services.tools.stack.stack import LocalStack
+from services.tools.stack.traffic import Traffic
 from tests.factories import dossier_received
 from tests.stack_helpers import wait_for, wait_until_closed
 
@@ -91,8 +92,8 @@ async def test_forged_unknown_tampered_and_unsigned_events_are_quarantined_while
     details = await wait_until_closed(traffic, stack.tracker_url, healthy, within_s=90)
     assert all(d["result"] == "completed" for d in details.values()), "healthy traffic completes"
 
-    async def letters() -> dict[str, dlq.DeadLetter]:
-        found = await dlq.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
+    async def letters() -> dict[str, dead_letter_replay.DeadLetter]:
+        found = await dead_letter_replay.read_dead_letters(stack.bootstrap_servers, stack.topic_prefix)
         return {x.headers["test-signature"]: x for x in found if "test-signature" in x.headers}
 
     async def all_quarantined() -> bool:
@@ -103,7 +104,7 @@ async def test_forged_unknown_tampered_and_unsigned_events_are_quarantined_while
     for name in bad:
         letter = quarantined[name]
         assert letter.error_class == "signature", (name, letter.error_class, letter.message)
-        assert letter.headers[deadletter.ORIGINAL_TOPIC] == topic
+        assert letter.headers[dead_letter_records.ORIGINAL_TOPIC] == topic
         assert letter.value == bad[name][1], "the record is kept whole for inspection"
     assert "does not match" in quarantined["forged"].message
     assert "unknown key" in quarantined["unknown_key"].message

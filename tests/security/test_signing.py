@@ -15,10 +15,10 @@ from typing import Any, cast
 import pytest
 
 from schemas.events import DossierReceived
-from services.runtime import keys, signing
-from services.runtime.consumer import EventConsumer
-from services.runtime.records import ReceivedRecord, event_record
-from services.runtime.signing import SignatureError, Signer, Verifier
+from services.runtime.consume.consumer import EventConsumer
+from services.runtime.consume.records import ReceivedRecord, event_record
+from services.runtime.trust import keys, signing
+from services.runtime.trust.signing import SignatureError, Signer, Verifier
 from tests.factories import dossier_received
 
 PROCEDURE = "9.900005"

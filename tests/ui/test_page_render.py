@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from schemas.events import DossierReceived
-from services.runtime import dlq
+from services.runtime.failures import dead_letter_replay
 from services.tracker.page import build_page
 from tests.factories import outcome_for
 from tests.unit.test_tracker import BIRTH, CATALOG, MARRIAGE, MONDAY_9AM, Tracker, receive, requested
@@ -27,11 +27,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 class Page:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self.replayed: list[list[dlq.DeadLetter]] = []
+        self.replayed: list[list[dead_letter_replay.DeadLetter]] = []
 
-        async def replayer(_: str, letters: Sequence[dlq.DeadLetter]) -> dlq.ReplayReport:
+        async def replayer(
+            _: str, letters: Sequence[dead_letter_replay.DeadLetter]
+        ) -> dead_letter_replay.ReplayReport:
             self.replayed.append(list(letters))
-            return dlq.ReplayReport([x.id for x in letters], [])
+            return dead_letter_replay.ReplayReport([x.id for x in letters], [])
 
         app = FastAPI()
         app.include_router(
@@ -78,8 +80,8 @@ async def stuck_birth(page: Page) -> DossierReceived:
     return received
 
 
-def letter(topic: str, key: str, offset: int) -> dlq.DeadLetter:
-    return dlq.DeadLetter(topic, 0, offset, datetime.now(UTC), key.encode(), b"{}", {})
+def letter(topic: str, key: str, offset: int) -> dead_letter_replay.DeadLetter:
+    return dead_letter_replay.DeadLetter(topic, 0, offset, datetime.now(UTC), key.encode(), b"{}", {})
 
 
 async def test_the_overview_lists_the_stuck_handoff_with_its_reason_and_a_replay_button(page: Page) -> None:
@@ -126,10 +128,10 @@ async def test_replay_selects_the_dead_letters_of_that_dossier_and_agency_and_sa
     other_dossier = letter("handoff.social_insurance.requested.dlq", "someone-else", 4)
     other_agency = letter("handoff.residence.requested.dlq", str(received.dossier_id), 5)
 
-    async def read(*_: Any, **__: Any) -> list[dlq.DeadLetter]:
+    async def read(*_: Any, **__: Any) -> list[dead_letter_replay.DeadLetter]:
         return [mine, other_dossier, other_agency]
 
-    monkeypatch.setattr(dlq, "read_dead_letters", read)
+    monkeypatch.setattr(dead_letter_replay, "read_dead_letters", read)
     answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance")
     assert answer.status_code == 303
     assert page.replayed == [[mine]]

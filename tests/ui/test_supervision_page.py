@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from schemas.agencies import Agency
-from services.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
+from services.tools.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
 from tests.stack_helpers import sample_traffic, tracker_detail, wait_for
 from tests.ui.browser import FLAGS, chromium, unavailable
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.cli.asyncapi_cmd import ASYNCAPI_DIR, differences, expected_files
-from services.cli.main import app
+from services.tools.cli.asyncapi_cmd import ASYNCAPI_DIR, differences, expected_files
+from services.tools.cli.main import app
 
 
 def test_the_committed_documents_match_the_code() -> None:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from schemas.agencies import Agency, is_known_action
 from schemas.catalog import FORM_KINDS, Catalog, CatalogError, Procedure, load_catalog, parse_catalog
-from services.cli.catalog_cmd import app as catalog_app
+from services.tools.cli.catalog_cmd import app as catalog_app
 
 BIRTH = "9.900003"
 LAND_TRANSFER = "9.900001"

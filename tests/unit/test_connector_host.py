@@ -17,19 +17,20 @@ from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavail
 from schemas.agencies import Agency
 from schemas.envelope import Event
 from schemas.events import HandoffReported, HandoffRequested, parse_event
-from services.runtime import deadletter, headers
-from services.runtime.connector_host import (
+from services.connector.host import (
     _OUTCOME_NAMESPACE,
     ConnectorHost,
-    ConnectorStore,
-    HostSettings,
     WrongAgency,
     poll_wait,
 )
-from services.runtime.consumer import dedupe_key
-from services.runtime.outbox import OutboxRelay, OutgoingRecord
-from services.runtime.records import ReceivedRecord
-from services.runtime.retry import BlipRetry
+from services.connector.settings import HostSettings
+from services.connector.store import ConnectorStore
+from services.runtime.consume import headers
+from services.runtime.consume.consumer import dedupe_key
+from services.runtime.consume.records import ReceivedRecord
+from services.runtime.failures import dead_letter_records
+from services.runtime.failures.blip_retry import BlipRetry
+from services.runtime.storage.outbox import OutboxRelay, OutgoingRecord
 from tests.factories import dossier_received
 from tests.unit.test_router import RouterHarness, requests
 
@@ -170,10 +171,12 @@ async def test_an_outage_walks_every_delay_tier_then_dead_letters_with_its_story
     [letter] = [r for r in emitted if r.topic.endswith(".dlq")]
     assert letter.topic == "handoff.civil_status.requested.dlq"
     assert letter.value == marriage_request.model_dump_json().encode(), "the original record, whole"
-    assert letter.headers[deadletter.ORIGINAL_TOPIC] == "handoff.civil_status.requested.retry.10m"
-    assert letter.headers[deadletter.ATTEMPTS] == "4"
-    assert letter.headers[deadletter.FIRST_FAILURE] <= letter.headers[deadletter.LAST_FAILURE]
-    assert "connection refused" in letter.headers[deadletter.EXCEPTION_MESSAGE]
+    assert letter.headers[dead_letter_records.ORIGINAL_TOPIC] == "handoff.civil_status.requested.retry.10m"
+    assert letter.headers[dead_letter_records.ATTEMPTS] == "4"
+    assert (
+        letter.headers[dead_letter_records.FIRST_FAILURE] <= letter.headers[dead_letter_records.LAST_FAILURE]
+    )
+    assert "connection refused" in letter.headers[dead_letter_records.EXCEPTION_MESSAGE]
 
 
 async def test_a_delayed_request_completes_when_the_agency_is_back(

@@ -14,8 +14,8 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas.errors import InvalidHeader, MissingHeader, SchemaViolation, UnparseableEvent
 from schemas.events import DossierReceived, parse_event
-from services.runtime.consumer import EventConsumer
-from services.runtime.records import ReceivedRecord, event_record
+from services.runtime.consume.consumer import EventConsumer
+from services.runtime.consume.records import ReceivedRecord, event_record
 from tests.factories import dossier_received
 
 TOPIC = "t.dossier.received"

@@ -1,5 +1,6 @@
-"""The Grafana dashboard and the rules query only metrics the services expose (services/runtime/metrics.py),
-and the dashboard is laid out as operators expect: one row per concern."""
+"""The Grafana dashboard and the rules query only metrics the services expose
+(services/runtime/observe/metrics.py), and the dashboard is laid out
+as operators expect: one row per concern."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.runtime.metrics import CATALOGUE, exposed_series_names
+from services.runtime.observe.metrics import CATALOGUE, exposed_series_names
 from tests.unit.test_metrics_promql import (
     DASHBOARD_FILE,
     ROOT,
@@ -114,7 +115,7 @@ def test_dashboard_queries_use_only_exposed_metrics(where: str, expr: str) -> No
     names = metric_names(expr)
     assert names, f"{where}: no metric found in {expr!r}"
     unknown = names - _known_names()
-    assert not unknown, f"{where}: {sorted(unknown)} is not declared in services/runtime/metrics.py"
+    assert not unknown, f"{where}: {sorted(unknown)} is not declared in services/runtime/observe/metrics.py"
 
 
 @pytest.mark.parametrize("rule", _rules(), ids=lambda rule: rule.get("alert") or rule.get("record"))
@@ -122,7 +123,7 @@ def test_rules_use_only_exposed_metrics(rule: dict[str, Any]) -> None:
     names = metric_names(rule["expr"])
     assert names
     unknown = names - _known_names()
-    assert not unknown, f"{sorted(unknown)} is not declared in services/runtime/metrics.py"
+    assert not unknown, f"{sorted(unknown)} is not declared in services/runtime/observe/metrics.py"
 
 
 def test_every_metric_is_on_the_dashboard() -> None:

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from schemas.agencies import Agency
-from services.runtime.settings import KafkaSettings
-from services.stack.stack import StackPorts, agency_url_variable
+from services.runtime.shell.settings import KafkaSettings
+from services.tools.stack.stack import StackPorts, agency_url_variable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -257,8 +257,8 @@ def _answers(app: FastAPI, path: str) -> bool:
 
 
 def _service_apps(tmp_path: Path) -> dict[str, FastAPI]:
-    from services.connector.app import ConnectorSettings
     from services.connector.app import build_app as connector_app
+    from services.connector.settings import ConnectorSettings
     from services.intake.app import IntakeSettings
     from services.intake.app import build_app as intake_app
     from services.router.app import RouterSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from services.stack.run import FAULTS, AgencyCounters, agencies_line, agency_counters
+from services.tools.stack.run import FAULTS, AgencyCounters, agencies_line, agency_counters
 
 
 def exposition() -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.errors import SignatureError, UnparseableEvent
-from services.runtime.failures import (
+from services.runtime.failures.table import (
     DEAD_LETTER_CLASSES,
     INTERNAL,
     TABLE,

@@ -17,15 +17,15 @@ from fastapi import FastAPI
 
 from connectors.land.sandbox.app import LandSandboxSettings
 from connectors.land.sandbox.app import create_app as land_app
-from connectors.land.sandbox.seed import SEED_PARCELS
 from schemas.catalog import load_catalog
 from schemas.events import DossierReceived, parse_event
+from schemas.examples.land_parcels import SEED_PARCELS
 from schemas.forms import FORMS
 from schemas.workdays import default_calendar
 from services.intake.api import add_routes
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
-from services.stack.samples import SampleDossiers
+from services.tools.stack.samples import SampleDossiers
 
 
 @pytest.fixture

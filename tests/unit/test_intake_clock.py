@@ -17,7 +17,7 @@ from schemas.workdays import default_calendar
 from services.intake.api import add_routes
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
-from services.stack.samples import SampleDossiers
+from services.tools.stack.samples import SampleDossiers
 from tests.clock import LOS_ANGELES, MACHINE_ZONES, fixed, machine_zone, travel, vn
 
 

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas.topics import all_topics
-from services.cli.main import app
-from services.localkafka.process import free_port
-from services.stack import discovery
-from services.stack.discovery import STATE_DIR_VARIABLE, StackState, choose_kafka, recorded
+from services.tools.cli.main import app
+from services.tools.localkafka.process import free_port
+from services.tools.stack import discovery
+from services.tools.stack.discovery import STATE_DIR_VARIABLE, StackState, choose_kafka, recorded
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.localkafka import broker as broker_module
-from services.localkafka.broker import LocalKafkaBroker
+from services.tools.localkafka import broker as broker_module
+from services.tools.localkafka.broker import LocalKafkaBroker
 
 
 def test_a_cluster_id_that_would_start_with_a_dash_is_drawn_again(

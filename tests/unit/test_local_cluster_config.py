@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.localkafka import daemon
-from services.localkafka.broker import LocalKafkaCluster, quorum_voters, server_properties
-from services.localkafka.errors import BrokerError
+from services.tools.localkafka import daemon
+from services.tools.localkafka.broker import LocalKafkaCluster, quorum_voters, server_properties
+from services.tools.localkafka.errors import BrokerError
 
 REPLICATION_KEYS = (
     "offsets.topic.replication.factor",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.runtime.logs import (
+from services.runtime.observe.logs import (
     MASKED,
     configure_logging,
     handoff_log_fields,

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas.agencies import AGENCY_ACTIONS, Agency
 from schemas.catalog import load_catalog
 from schemas.events import EVENT_TYPES, Channel, ClosedResult, OutcomeKind
-from services.runtime.circuit import CircuitState
-from services.runtime.failures import DEAD_LETTER_CLASSES, CallResult, FailureClass
-from services.runtime.metrics import (
+from services.runtime.failures.circuit import CircuitState
+from services.runtime.failures.table import DEAD_LETTER_CLASSES, CallResult, FailureClass
+from services.runtime.observe.metrics import (
     ALL_METRICS,
     CATALOGUE,
     METRICS,

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
-from services.runtime.offsets import BackgroundCommitter
+from services.runtime.consume.offsets import BackgroundCommitter
 
 A = TopicPartition("t", 0)
 B = TopicPartition("t", 1)

@@ -21,8 +21,8 @@ from schemas.status import NationalStatus
 from schemas.topics import DOSSIER_CLOSED, DOSSIER_RECEIVED, DOSSIER_STATUS, HANDOFF_OUTCOME, requests_topic
 from services.router.app import RouterSettings, build_app
 from services.router.store import RouterStore
-from services.runtime import deadletter
-from services.runtime.outbox import OutgoingRecord
+from services.runtime.failures import dead_letter_records
+from services.runtime.storage.outbox import OutgoingRecord
 from tests.factories import dossier_received, of_type, outcome_for
 from tests.in_memory import InMemoryService, events_of
 
@@ -192,8 +192,8 @@ async def test_outcome_for_unknown_dossier_is_dead_lettered_with_its_reason(rout
     orphan = outcome_for(register, "completed").model_copy(update={"dossier_id": uuid4()})
     (letter,) = await router.letters(orphan)
     assert letter.topic == HANDOFF_OUTCOME + ".dlq"
-    assert letter.headers[deadletter.ERROR_CLASS] == "poison"
-    assert "is being routed" in letter.headers[deadletter.EXCEPTION_MESSAGE]
+    assert letter.headers[dead_letter_records.ERROR_CLASS] == "poison"
+    assert "is being routed" in letter.headers[dead_letter_records.EXCEPTION_MESSAGE]
 
 
 async def test_outcome_of_a_step_the_catalog_no_longer_has_is_dead_lettered(router: RouterHarness) -> None:
@@ -209,8 +209,8 @@ async def test_outcome_of_a_step_the_catalog_no_longer_has_is_dead_lettered(rout
     )
     await router.restart(catalog=changed)
     (letter,) = await router.letters(outcome_for(register, "completed"))
-    assert letter.headers[deadletter.ERROR_CLASS] == "internal"
-    assert "no step 'register_marriage'" in letter.headers[deadletter.EXCEPTION_MESSAGE]
+    assert letter.headers[dead_letter_records.ERROR_CLASS] == "internal"
+    assert "no step 'register_marriage'" in letter.headers[dead_letter_records.EXCEPTION_MESSAGE]
 
 
 async def test_stored_state_that_no_longer_validates_is_dead_lettered_with_its_reason(
@@ -223,7 +223,8 @@ async def test_stored_state_that_no_longer_validates_is_dead_lettered_with_its_r
         (str(received.dossier_id),),
     )
     (letter,) = await router.letters(outcome_for(register, "completed"))
-    assert letter.headers[deadletter.ERROR_CLASS] == "internal"
+    assert letter.headers[dead_letter_records.ERROR_CLASS] == "internal"
     assert re.search(
-        r"stored state of dossier .* is invalid: .*status", letter.headers[deadletter.EXCEPTION_MESSAGE]
+        r"stored state of dossier .* is invalid: .*status",
+        letter.headers[dead_letter_records.EXCEPTION_MESSAGE],
     )

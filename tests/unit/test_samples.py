@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from services.stack.samples import SampleDossiers
+from services.tools.stack.samples import SampleDossiers
 from tests.clock import KIRITIMATI, LOS_ANGELES, machine_zone, travel, vn
 
 
@@ -36,3 +36,11 @@ def test_by_default_the_day_is_vietnams_in_any_machine_zone(
     with machine_zone(zone), travel(moment):
         deaths = death_dates(SampleDossiers(seed=1))
     assert max(deaths) == yesterday  # the latest death a sample declares is yesterday in Vietnam
+
+
+def test_household_businesses_of_one_run_never_share_a_name() -> None:
+    """The registry refuses a name registered in the district already (409 NAME_TAKEN): a sample run
+    whose names collided would see a dossier returned that should have completed."""
+    samples = SampleDossiers(seed=3)
+    names = [samples.household_business()["form"]["business_name"] for _ in range(2000)]
+    assert len(set(names)) == len(names)

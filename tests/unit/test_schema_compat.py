@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from schemas.compat import SNAPSHOT_DIR, BreakingChange, SnapshotStatus, check_snapshots, compare
 from schemas.envelope import Event
 from schemas.events import EVENT_TYPES
-from services.cli.schemas_cmd import app
+from services.tools.cli.schemas_cmd import app
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 

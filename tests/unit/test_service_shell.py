@@ -4,7 +4,6 @@ tracker's closing counter counted once, and W3C trace context through FastStream
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -22,11 +21,18 @@ from schemas.catalog import load_catalog
 from schemas.envelope import CE_TRACEPARENT
 from services.intake.app import IntakeSettings
 from services.intake.app import build_app as build_intake
-from services.runtime.consumer import Context
-from services.runtime.metrics import Service, build_metrics
-from services.runtime.outbox import OutgoingRecord
-from services.runtime.service import LoopHealth, build_service_app, instrument_broker, loop_name, supervised
-from services.runtime.tracing import traced_sender, use_tracer_provider
+from services.runtime.consume.consumer import Context
+from services.runtime.observe.metrics import Service, build_metrics
+from services.runtime.observe.tracing import traced_sender, use_tracer_provider
+from services.runtime.shell.service import (
+    LoopHealth,
+    build_service_app,
+    instrument_broker,
+    loop_name,
+    supervised,
+)
+from services.runtime.storage.database import Connection
+from services.runtime.storage.outbox import OutgoingRecord
 from services.tracker import projection
 from services.tracker.gauges import counting_closures, publish, snapshot
 from services.tracker.store import TrackerStore
@@ -81,7 +87,7 @@ async def test_a_closing_counts_once_however_often_it_arrives(tmp_path: Path) ->
     assert effect.write is not None
     inner = effect.write
 
-    def broken(conn: sqlite3.Connection) -> None:
+    def broken(conn: Connection) -> None:
         inner(conn)
         raise RuntimeError("the disk is full")
 

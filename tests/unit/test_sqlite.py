@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.sqlite import ensure_column, open_db
+from services.runtime.storage.sqlite import ensure_column, open_db
 
 FULL, NORMAL = 2, 1  # PRAGMA synchronous values
 

@@ -20,8 +20,8 @@ from schemas.topics import (
     requests_topic,
     retry_topic,
 )
-from services.cli.topics_cmd import app, human_duration, render_table, under_replicated_report
-from services.runtime.topics_admin import TopicAction, plan_topics, replication_factors
+from services.runtime.shell.topics_admin import TopicAction, plan_topics, replication_factors
+from services.tools.cli.topics_cmd import app, human_duration, render_table, under_replicated_report
 
 DAY_MS = 86_400_000
 

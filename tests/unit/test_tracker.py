@@ -692,6 +692,7 @@ async def test_the_citizen_id_is_masked_and_no_personal_data_is_served_or_stored
     assert not {value for value in personal if value in served}
 
     tracker.store.conn.execute("PRAGMA wal_checkpoint(FULL)")
+    assert isinstance(tracker.store.conn, sqlite3.Connection)
     stored = "\n".join(tracker.store.conn.iterdump())
     assert not {value for value in personal if value in stored}
 

@@ -34,11 +34,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.land.sandbox.seed import SEED_PARCELS
 from connectors.sandbox_kit.admin import install_sandbox_kit
 from connectors.sandbox_kit.faults import FaultInjector, FaultSettings
 from connectors.sandbox_kit.idempotency import IdempotencyKeys
 from connectors.sandbox_kit.store import Store
+from schemas.examples.land_parcels import SEED_PARCELS
 from schemas.workdays import vn_today
 
 SCHEMA = """

@@ -1,0 +1,1 @@
+"""Consuming: the one path every record takes from Kafka to a service's handler and back."""

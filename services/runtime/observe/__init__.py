@@ -1,0 +1,1 @@
+"""Observability: metrics, logs, traces and consumer lag, the same in every process."""

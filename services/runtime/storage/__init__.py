@@ -1,0 +1,1 @@
+"""Storage: each service's processed ids and outbox, committed with its own state in one transaction."""

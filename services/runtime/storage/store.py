@@ -1,0 +1,208 @@
+"""The store every consumer shares: which events it processed, and its outbox, in one database.
+
+:meth:`ProcessingStore.commit` records an event as processed, runs the service's own writes and
+appends what it emits, in one transaction, in the service's database: its SQLite file, or its schema
+in PostgreSQL (:mod:`services.runtime.storage.database`); the same code and guarantees on both.
+
+A consumer commits the records of one poll as a group (:meth:`SqlProcessingStore.grouped`): each
+record's commit is a savepoint, atomic on its own, and the group's transaction commits the moment the
+consumer yields the event loop — at the end of the poll, or as soon as a handler waits on I/O (an
+agency call). So a transaction never spans a wait, nothing else's writes ever join it, and a burst of
+records pays one commit instead of one each (a SQLite commit costs more than handling a record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import ClassVar, Protocol
+
+from services.runtime.storage.database import Connection, Migration, StoreLocation, connect, transaction
+from services.runtime.storage.outbox import OUTBOX_SCHEMA, Outbox, OutgoingRecord
+from services.runtime.storage.postgres import to_postgres_ddl
+
+log = logging.getLogger(__name__)
+
+# WITHOUT ROWID: the id is the whole row, so one b-tree instead of a table and its key's index
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS processed_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID;" + OUTBOX_SCHEMA
+)
+
+Write = Callable[[Connection], None]
+Callback = Callable[[], None]
+
+
+class CommitGroup:
+    """Commits of one consumer's poll that share a transaction; what runs once they are durable."""
+
+    def __init__(self) -> None:
+        self._durable: list[Callback] = []
+        self.broken: BaseException | None = None
+        self.task = asyncio.current_task()  # a task it starts inherits the context, not the group
+
+    def when_durable(self, callback: Callback) -> None:
+        """Run ``callback`` once everything committed so far in the group is committed for good
+        (marking a record's offset, waking the relay); never if the group's transaction failed."""
+        self._durable.append(callback)
+
+    def _take(self) -> list[Callback]:
+        callbacks, self._durable = self._durable, []
+        return callbacks
+
+
+# The group of the consumer task running now: a commit from any other task (a poller, a delayed-retry
+# consumer, an HTTP request) is not part of it.
+_CURRENT_GROUP: ContextVar[CommitGroup | None] = ContextVar("commit_group", default=None)
+
+
+class ProcessingStore(Protocol):
+    outbox: Outbox
+
+    def was_processed(self, event_id: str) -> bool: ...
+
+    def commit(
+        self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None = None
+    ) -> bool:
+        """Apply atomically; False (and nothing written) if ``event_id`` was processed before."""
+        ...
+
+    def grouped(self) -> AbstractContextManager[CommitGroup]:
+        """A context in which this task's commits share transactions (see the module's docstring)."""
+        ...
+
+
+class SqlProcessingStore:
+    """A service's store on SQLite or PostgreSQL. A subclass names its tables in ``SCHEMA`` (SQLite's
+    DDL, also PostgreSQL's once its types are translated), ``POSTGRES_SCHEMA`` where PostgreSQL needs
+    other words (triggers), and appends later versions to ``LATER_MIGRATIONS``."""
+
+    SCHEMA: ClassVar[str] = ""
+    POSTGRES_SCHEMA: ClassVar[str | None] = None
+    LATER_MIGRATIONS: ClassVar[tuple[Migration, ...]] = ()
+
+    def __init__(self, location: StoreLocation, *, migrate_now: bool | None = None) -> None:
+        self.location = location
+        self.conn: Connection = connect(location, self.migrations(), migrate_now=migrate_now)
+        self.outbox = Outbox(self.conn)
+        self._open_group: CommitGroup | None = None  # whose records the open transaction holds
+        self._after_commit: list[Callback] = []
+
+    @classmethod
+    def migrations(cls) -> tuple[Migration, ...]:
+        """Version 1 holds the processed ids, the outbox and the service's tables as first shipped."""
+        postgresql = to_postgres_ddl(_SCHEMA) + (
+            cls.POSTGRES_SCHEMA if cls.POSTGRES_SCHEMA is not None else to_postgres_ddl(cls.SCHEMA)
+        )
+        return (Migration(1, _SCHEMA + cls.SCHEMA, postgresql), *cls.LATER_MIGRATIONS)
+
+    def was_processed(self, event_id: str) -> bool:
+        found = self.conn.execute("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)).fetchone()
+        return found is not None
+
+    def after_commit(self, callback: Callback) -> None:
+        """Called by a write: run ``callback`` once its commit is durable (never if it rolled back or
+        the event was a duplicate): how a write counts something exactly once."""
+        self._after_commit.append(callback)
+
+    def commit(
+        self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None = None
+    ) -> bool:
+        group = _CURRENT_GROUP.get()
+        if group is not None and group.task is asyncio.current_task():
+            return self._commit_in(group, event_id, emitted, write)
+        self.commit_group()  # a consumer's records in the open transaction are committed first
+        try:
+            with transaction(self.conn):
+                applied = self._apply(event_id, emitted, write)
+        finally:
+            callbacks, self._after_commit = self._after_commit, []
+        if applied:
+            for callback in callbacks:
+                callback()
+        return applied
+
+    @contextmanager
+    def grouped(self) -> Iterator[CommitGroup]:
+        group = CommitGroup()
+        token = _CURRENT_GROUP.set(group)
+        try:
+            yield group
+        finally:
+            _CURRENT_GROUP.reset(token)
+            if self._open_group is group:
+                self.commit_group()
+            elif group.broken is None:
+                # No transaction of the group is open: what it holds is durable already, or it wrote
+                # nothing at all (every record a duplicate or skipped), and its marks still run.
+                for callback in group._take():
+                    callback()
+        if group.broken is not None:
+            raise group.broken
+
+    def commit_group(self) -> None:
+        """Commit the open group's transaction, if there is one, and run its callbacks."""
+        group, self._open_group = self._open_group, None
+        if group is None:
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException as error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            group._take()  # those records were not stored: their offsets must not be committed
+            group.broken = error
+            raise
+        for callback in group._take():
+            callback()
+
+    def _commit_in(
+        self, group: CommitGroup, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None
+    ) -> bool:
+        if group.broken is not None:  # a record before this one was lost: nothing after it may count
+            raise group.broken
+        if self._open_group is not group:
+            self.commit_group()
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._open_group = group
+            asyncio.get_running_loop().call_soon(self._commit_on_yield, group)
+        self.conn.execute("SAVEPOINT record")
+        try:
+            applied = self._apply(event_id, emitted, write)
+        except BaseException:
+            self._after_commit.clear()
+            self.conn.execute("ROLLBACK TO record")
+            self.conn.execute("RELEASE record")
+            raise
+        self.conn.execute("RELEASE record")
+        callbacks, self._after_commit = self._after_commit, []
+        if applied:
+            for callback in callbacks:
+                group.when_durable(callback)
+        return applied
+
+    def _commit_on_yield(self, group: CommitGroup) -> None:
+        if self._open_group is not group:
+            return
+        try:
+            self.commit_group()
+        except Exception:  # the group's owner raises it (group.broken) at its next commit or its end
+            log.exception("committing a group of records failed; they will be redelivered")
+
+    def _apply(self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None) -> bool:
+        if event_id is not None:
+            inserted = self.conn.execute(
+                "INSERT INTO processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING", (event_id,)
+            ).rowcount
+            if not inserted:
+                return False
+        if write is not None:
+            write(self.conn)
+        self.outbox.add(emitted)
+        return True
+
+    def close(self) -> None:
+        self.commit_group()
+        self.conn.close()

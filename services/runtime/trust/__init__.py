@@ -1,0 +1,1 @@
+"""Trust: signed events and the keys that sign and verify them."""

@@ -1,0 +1,3 @@
+from services.tools.cli.main import app
+
+app()

@@ -1,0 +1,152 @@
+"""``lienthong dlq list|show|replay``: inspect dead letters and put them back on their way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import typer
+from aiokafka.errors import KafkaConnectionError
+
+from services.runtime.failures import dead_letter_replay
+from services.runtime.observe.logs import mask_value
+from services.runtime.shell.settings import KafkaSettings, client_security_options
+from services.tools.cli import target
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Dead letters: list them, inspect one (personal data masked), replay a selection.")
+
+
+def _run(coroutine: Coroutine[Any, Any, T], bootstrap: str) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except KafkaConnectionError:
+        typer.secho(
+            f"Kafka does not answer at {bootstrap} (set --bootstrap-servers).", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1) from None
+
+
+_BOOTSTRAP = typer.Option(None, "--bootstrap-servers", help=target.bootstrap_help("to read"))
+_PREFIX = typer.Option(None, "--prefix", help=target.PREFIX_HELP)
+_AGENCY = typer.Option(None, "--agency", help="Only this agency's dead letters (land, tax, …).")
+_CLASS = typer.Option(None, "--error-class", help="poison, transient, protocol, internal or signature.")
+_SINCE = typer.Option(None, "--since", help="ISO time, or a duration back from now: 30m, 2h, 1d.")
+
+
+def _cluster(bootstrap: str | None, prefix: str | None) -> tuple[str, str]:
+    chosen = target.kafka(bootstrap, prefix)
+    return chosen.bootstrap_servers, chosen.topic_prefix
+
+
+def _security(bootstrap: str) -> dict[str, Any]:
+    """SASL/TLS options from the environment (LIENTHONG_SECURITY_PROTOCOL, …) for a secured cluster."""
+    return client_security_options(KafkaSettings(bootstrap_servers=bootstrap))
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)([mhd])", value)
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _selected(
+    bootstrap: str,
+    prefix: str,
+    ids: list[str],
+    agency: str | None,
+    error_class: str | None,
+    since: str | None,
+) -> list[dead_letter_replay.DeadLetter]:
+    letters = _run(dead_letter_replay.read_dead_letters(bootstrap, prefix, **_security(bootstrap)), bootstrap)
+    return dead_letter_replay.select(
+        letters, ids=ids, agency=agency, error_class=error_class, since=parse_since(since)
+    )
+
+
+@app.command("list")
+def list_letters(
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
+    agency: str | None = _AGENCY,
+    error_class: str | None = _CLASS,
+    since: str | None = _SINCE,
+) -> None:
+    """One line per dead letter: id, time, agency, error class, attempts, reason; and if replayed."""
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, [], agency, error_class, since)
+    replayed = (
+        _run(dead_letter_replay.replayed_ids(bootstrap, prefix, **_security(bootstrap)), bootstrap)
+        if letters
+        else set()
+    )
+    for letter in letters:
+        mark = "replayed" if letter.id in replayed else ""
+        typer.echo(
+            f"{letter.id}  {letter.timestamp:%Y-%m-%d %H:%M:%S}  {letter.agency or '-':<17} "
+            f"{letter.error_class:<9} x{letter.attempts}  {letter.message[:100]}  {mark}"
+        )
+    typer.echo(f"{len(letters)} dead letter(s), {sum(1 for x in letters if x.id in replayed)} replayed")
+
+
+@app.command()
+def show(
+    letter_id: str = typer.Argument(..., help="A dead letter's id as `dlq list` prints it."),
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
+    unmask: bool = typer.Option(False, "--unmask", help="Show personal data (recorded use only)."),
+) -> None:
+    """A dead letter's context headers and its payload, with personal data masked unless --unmask."""
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, [letter_id], None, None, None)
+    if not letters:
+        typer.secho(f"no dead letter {letter_id}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    letter = letters[0]
+    for name, value in sorted(letter.context().items()):
+        typer.echo(f"{name}: {value}")
+    try:
+        payload: Any = json.loads(letter.value)
+    except ValueError:
+        payload = letter.value.decode(errors="replace")
+    typer.echo(json.dumps(payload if unmask else mask_value(payload), ensure_ascii=False, indent=2))
+
+
+@app.command("replay")
+def replay_letters(
+    ids: list[str] = typer.Argument(None, help="Dead letter ids; or select with the options."),
+    bootstrap_option: str | None = _BOOTSTRAP,
+    prefix_option: str | None = _PREFIX,
+    agency: str | None = _AGENCY,
+    error_class: str | None = _CLASS,
+    since: str | None = _SINCE,
+    replay_all: bool = typer.Option(False, "--all", help="Replay every dead letter that matches."),
+    rate: float = typer.Option(20.0, help="Replays per second at most."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be replayed."),
+) -> None:
+    """Put dead letters back on the topic they failed on; each one at most once, recorded."""
+    if not ids and not (replay_all or agency or error_class or since):
+        typer.secho(
+            "name dead letters, or select them with --agency/--error-class/--since, or --all", err=True
+        )
+        raise typer.Exit(2)
+    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, ids or [], agency, error_class, since)
+    if dry_run:
+        for letter in letters:
+            typer.echo(f"would replay {letter.id} -> {letter.replay_topic}")
+        return
+    report = asyncio.run(
+        dead_letter_replay.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate, **_security(bootstrap))
+    )
+    typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)} replayed before")

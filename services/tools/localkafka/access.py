@@ -1,0 +1,64 @@
+"""Least-privilege access on the broker: one principal per service and connector, and the ACLs that give
+each exactly the topics and consumer groups it uses (see :meth:`LocalKafkaBroker.add_acls`).
+
+A connector's principal is ``connector-<agency>``: it reads and writes its own agency's topics (the
+requests, their retry tiers and dead-letter topic share the ``handoff.<agency>.requested`` prefix),
+writes outcomes, and uses its own consumer groups; it cannot read another agency's requests.
+"""
+
+from __future__ import annotations
+
+from schemas.agencies import Agency
+from schemas.topics import (
+    DLQ_SUFFIX,
+    DOSSIER_CLOSED,
+    DOSSIER_RECEIVED,
+    DOSSIER_STATUS,
+    HANDOFF_OUTCOME,
+    requests_topic,
+)
+from services.tools.localkafka.broker import Acl
+
+
+def connector_principal(agency: Agency | str) -> str:
+    return f"connector-{Agency(agency).value}"
+
+
+def _topics(principal: str, operation: str, *names: str) -> list[Acl]:
+    return [Acl(principal, "topic", name, operation) for name in names]  # type: ignore[arg-type]
+
+
+def _group(principal: str, name: str) -> Acl:
+    return Acl(principal, "group", name, "read", prefixed=True)  # the group and its sub-groups
+
+
+def service_acls(prefix: str = "") -> dict[str, list[Acl]]:
+    """Every principal of the bus and its ALLOW rules, for topics named with ``prefix``."""
+    received, outcome = prefix + DOSSIER_RECEIVED, prefix + HANDOFF_OUTCOME
+    status, closed = prefix + DOSSIER_STATUS, prefix + DOSSIER_CLOSED
+    all_requests = [requests_topic(a, prefix) for a in Agency]
+    acls: dict[str, list[Acl]] = {
+        "intake": _topics("intake", "write", received),
+        "router": [
+            *_topics("router", "read", received, outcome),
+            *_topics(
+                "router", "write", *all_requests, status, closed, received + DLQ_SUFFIX, outcome + DLQ_SUFFIX
+            ),
+            _group("router", prefix + "router"),
+        ],
+        "tracker": [
+            *_topics("tracker", "read", received, outcome, status, closed, *all_requests),
+            *_topics("tracker", "write", status + DLQ_SUFFIX, closed + DLQ_SUFFIX),
+            _group("tracker", prefix + "tracker"),
+        ],
+    }
+    for agency in Agency:
+        principal = connector_principal(agency)
+        own = requests_topic(agency, prefix)  # also the prefix of its retry tiers and its DLQ
+        acls[principal] = [
+            Acl(principal, "topic", own, "read", prefixed=True),
+            Acl(principal, "topic", own, "write", prefixed=True),
+            *_topics(principal, "write", outcome),
+            _group(principal, prefix + principal),
+        ]
+    return acls

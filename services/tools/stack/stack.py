@@ -1,0 +1,414 @@
+"""The whole bus on one machine: the agency sandboxes and every service, each its own process.
+
+``lienthong run`` and the end-to-end tests start exactly this, so the tests prove what a newcomer runs.
+Kafka is given (a local broker, a testcontainer or a configured cluster); the stack creates its topics,
+with as many copies as ``lienthong topics create`` would make on that cluster (one on a single broker).
+
+With ``database_url`` every service keeps its state in that PostgreSQL database (the stack migrates
+its schemas first, as ``lienthong db migrate`` does), and with ``replicas`` N it runs N instances of
+intake, router, tracker and each connector — ``router-1``, ``router-2``, … on ports of their own, in
+the same consumer groups, on the same database — while the sandboxes stay single. A single instance of
+a service keeps its plain name (``router``), and the first instance the documented port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.agencies import Agency
+from services.runtime.shell.topics_admin import ensure_declared_topics
+from services.runtime.trust.keys import ensure_key, private_key_path
+from services.tools.localkafka.process import free_port
+from services.tools.stack.membership import Group, MemberNames, describe_groups, partitions_text, run_sync
+from services.tools.stack.processes import ManagedProcess
+
+HOST = "127.0.0.1"
+DEFAULT_AGENCIES: tuple[Agency, ...] = tuple(Agency)  # every agency has a connector and a sandbox
+
+
+def agency_url_variable(agency: Agency) -> str:
+    """The environment variable that tells a connector where its agency system answers."""
+    return f"LIENTHONG_{agency.value.upper()}_URL"
+
+
+@dataclass
+class StackPorts:
+    intake: int = 8000
+    router: int = 8001
+    tracker: int = 8002
+    connectors: dict[Agency, int] = field(default_factory=dict)
+    sandboxes: dict[Agency, int] = field(default_factory=dict)
+
+    @classmethod
+    def fixed(cls, agencies: Sequence[Agency]) -> StackPorts:
+        """The documented ports of the local stack (the Prometheus scrape config uses them)."""
+        return cls(
+            connectors={a: 8100 + i for i, a in enumerate(Agency) if a in agencies},
+            sandboxes={a: 8200 + i for i, a in enumerate(Agency) if a in agencies},
+        )
+
+    @classmethod
+    def free(cls, agencies: Sequence[Agency]) -> StackPorts:
+        """Free ports, so that a test's stack never collides with anything else running."""
+        return cls(
+            intake=free_port(),
+            router=free_port(),
+            tracker=free_port(),
+            connectors={a: free_port() for a in agencies},
+            sandboxes={a: free_port() for a in agencies},
+        )
+
+
+SANDBOX_PREFIX = "sandbox-"
+# How long a start or restart waits, once the instance is ready, for its groups to settle on their new
+# members (long enough for a group to drop a SIGKILLed member: aiokafka's session timeout is 10 s);
+# past it the stack only cannot name the new member, nothing else waits on it.
+SETTLE_TIMEOUT_S = 20.0
+
+
+def connector_kind(agency: Agency) -> str:
+    """The kind (and single instance's name) of an agency's connector: ``connector-land``."""
+    return f"connector-{agency.value}"
+
+
+def service_module(kind: str) -> str:
+    """The module a service's process runs (``python -m``); every agency's connector runs the one
+    connector worker."""
+    return "services.connector" if kind.startswith("connector-") else f"services.{kind}"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One process of a service: its kind (``router``, ``connector-land``), its number among the
+    kind's instances (from 1), its process name, its HTTP port (``/metrics`` included) and the
+    consumer groups it joins (none for intake, which only answers HTTP)."""
+
+    kind: str
+    index: int
+    name: str
+    port: int
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one instance holds in one of its consumer groups, as the group's coordinator says."""
+
+    instance: str
+    kind: str
+    group: str
+    partitions: Mapping[str, tuple[int, ...]]
+
+
+class LocalStack:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        work_dir: Path,
+        *,
+        topic_prefix: str = "",
+        agencies: Sequence[Agency] = DEFAULT_AGENCIES,
+        ports: StackPorts | None = None,
+        sandbox_args: Mapping[Agency, Sequence[str]] | None = None,
+        service_env: Mapping[str, str] | None = None,
+        replicas: int = 1,
+        database_url: str | None = None,
+    ) -> None:
+        """``database_url``: the PostgreSQL database of every service's state (also taken from
+        ``service_env``'s ``LIENTHONG_DATABASE_URL``); None keeps each store in its SQLite file under
+        ``work_dir``, whatever this process's environment says. ``replicas``: instances of each
+        service (more than one needs ``database_url``: a SQLite file belongs to one process)."""
+        self.bootstrap_servers = bootstrap_servers
+        self.work_dir = work_dir
+        self.topic_prefix = topic_prefix
+        self.agencies = tuple(agencies)
+        self.ports = ports or StackPorts.fixed(self.agencies)
+        self.sandbox_args = dict(sandbox_args or {})
+        self.service_env = dict(service_env or {})
+        self.database_url = database_url or self.service_env.get("LIENTHONG_DATABASE_URL") or None
+        if replicas < 1:
+            raise ValueError(f"replicas must be at least 1, not {replicas}")
+        if replicas > 1 and self.database_url is None:
+            raise ValueError(
+                "replicas of a service share its state: give a database_url (PostgreSQL); "
+                "a SQLite store belongs to one process"
+            )
+        self.replicas = replicas
+        self.log_dir = work_dir / "logs"
+        self.processes: dict[str, ManagedProcess] = {}
+        # Event signing: one key per producer, made on first start (kept across restarts of the stack).
+        self.private_keys_dir = work_dir / "keys" / "private"
+        self.trust_store = work_dir / "keys" / "trusted"
+        self.service_instances: dict[str, list[Instance]] = {
+            kind: self._instances_of(kind, port) for kind, port in self._first_ports().items()
+        }
+        self._names = MemberNames()
+
+    # --- where things are ---
+
+    def url(self, port: int) -> str:
+        return f"http://{HOST}:{port}"
+
+    @property
+    def intake_url(self) -> str:
+        return self.url(self.ports.intake)
+
+    @property
+    def tracker_url(self) -> str:
+        return self.url(self.ports.tracker)
+
+    def sandbox_url(self, agency: Agency) -> str:
+        return self.url(self.ports.sandboxes[agency])
+
+    def kinds(self) -> list[str]:
+        """The services, in the order they start: tracker, router, the connectors, intake."""
+        return list(self.service_instances)
+
+    def instances(self, kind: str) -> list[Instance]:
+        """The instances of a service (``router``, ``connector-land``), first to last."""
+        return list(self.service_instances[kind])
+
+    def instance(self, name: str) -> Instance:
+        for instances in self.service_instances.values():
+            for instance in instances:
+                if instance.name == name:
+                    return instance
+        raise KeyError(f"no service instance named {name!r}")
+
+    def urls(self, kind: str) -> list[str]:
+        """The base URL of every instance of a service (every tracker answers the whole picture on
+        PostgreSQL; every intake takes submissions)."""
+        return [self.url(instance.port) for instance in self.service_instances[kind]]
+
+    def _first_ports(self) -> dict[str, int]:
+        return {
+            "tracker": self.ports.tracker,
+            "router": self.ports.router,
+            **{connector_kind(a): self.ports.connectors[a] for a in self.agencies},
+            "intake": self.ports.intake,
+        }
+
+    def _groups(self, kind: str) -> tuple[str, ...]:
+        if kind == "intake":
+            return ()
+        group = f"{self.topic_prefix}{kind}"
+        return (group, f"{group}-retry") if kind.startswith("connector-") else (group,)
+
+    def _instances_of(self, kind: str, first_port: int) -> list[Instance]:
+        # The first instance keeps the documented port (Prometheus scrapes it); the others get free ones.
+        ports = [first_port, *(free_port() for _ in range(self.replicas - 1))]
+        return [
+            Instance(kind, i, kind if self.replicas == 1 else f"{kind}-{i}", port, self._groups(kind))
+            for i, port in enumerate(ports, start=1)
+        ]
+
+    # --- the processes ---
+
+    def _service_env(self, port: int, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "LIENTHONG_TOPIC_PREFIX": self.topic_prefix,
+            "LIENTHONG_DATA_DIR": str(self.work_dir / "data"),
+            "LIENTHONG_DATABASE_URL": self.database_url or "",  # empty: the SQLite files in the data dir
+            "LIENTHONG_HOST": HOST,
+            "LIENTHONG_PORT": str(port),
+            "LIENTHONG_TRUST_STORE": str(self.trust_store),
+            "LIENTHONG_LOCAL_STACK": "1",  # topics kept in one copy are expected here: no warning
+            **{agency_url_variable(a): self.sandbox_url(a) for a in self.agencies},
+            **self.service_env,
+            **extra,
+        }
+
+    def _define(self) -> None:
+        for agency in self.agencies:
+            port = self.ports.sandboxes[agency]
+            args = [
+                "--port", str(port),
+                "--db", str(self.work_dir / "agencies" / f"{agency.value}.db"),
+                *self.sandbox_args.get(agency, ()),
+            ]  # fmt: skip
+            self._add(
+                f"{SANDBOX_PREFIX}{agency.value}", f"connectors.{agency.value}.sandbox", port, args=args
+            )
+        keys = {kind: self._key(self._producer(kind)) for kind in self.service_instances if kind != "tracker"}
+        for kind, instances in self.service_instances.items():
+            env: dict[str, str] = {}
+            if kind in keys:
+                env["LIENTHONG_SIGNING_KEY"] = keys[kind]
+            if kind.startswith("connector-"):
+                env["LIENTHONG_AGENCY"] = kind.removeprefix("connector-")
+            for instance in instances:
+                self._add(instance.name, service_module(kind), instance.port, ready=True, **env)
+
+    @staticmethod
+    def _producer(kind: str) -> str:
+        """The producer a service's events are signed as (every instance of it signs with its key)."""
+        return kind.replace("connector-", "connector.", 1)
+
+    def _key(self, producer: str) -> str:
+        """The private key file of ``producer`` (created, and trusted, on first use)."""
+        ensure_key(producer, self.private_keys_dir, self.trust_store)
+        return str(private_key_path(self.private_keys_dir, producer))
+
+    def _add(
+        self, name: str, module: str, port: int, *, args: Sequence[str] = (), ready: bool = False, **env: str
+    ) -> None:
+        self.processes[name] = ManagedProcess(
+            name,
+            module,
+            args,
+            env=self._service_env(port, **env),
+            health_url=f"{self.url(port)}/health",
+            ready_url=f"{self.url(port)}/ready" if ready else None,
+            log_dir=self.log_dir,
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Create the topics, migrate the database's schemas (with ``database_url``), then start the
+        sandboxes and the first instance of every service and wait until each answers; with replicas,
+        the further instances start one round at a time, each round once the consumer groups have
+        settled on the round before (which is how the stack knows which group member is which)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "agencies").mkdir(parents=True, exist_ok=True)
+        asyncio.run(ensure_declared_topics(self.bootstrap_servers, self.topic_prefix))
+        if self.database_url:
+            from services.tools.stack.migrations import migrate_all
+
+            migrate_all(self.database_url)
+        self._define()
+        try:
+            first = [name for name in self.processes if name.startswith(SANDBOX_PREFIX)]
+            first += [instances[0].name for instances in self.service_instances.values()]
+            self._start_all(first, timeout)
+            if self.replicas > 1:
+                for index in range(1, self.replicas + 1):
+                    wave = [instances[index - 1] for instances in self.service_instances.values()]
+                    if index > 1:
+                        self._start_all([i.name for i in wave], timeout)
+                    for instance in wave:
+                        self.processes[instance.name].wait_ready(timeout)
+                    self._settle(wave, min(timeout, SETTLE_TIMEOUT_S))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_all(self, names: Sequence[str], timeout: float) -> None:
+        """Start the processes together, then wait until each answers (they start in parallel)."""
+        for name in names:
+            self.processes[name].start()
+        for name in names:
+            self.processes[name].wait_healthy(timeout)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        process = self.processes[name]
+        process.stop()
+        process.start()
+        process.wait_healthy(timeout)
+
+    def stop(self) -> None:
+        # Intake first (no new work), the sandboxes last (connectors may still be finishing a call).
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- one instance at a time (fault tests) ---
+
+    def kill_instance(self, name: str) -> None:
+        """SIGKILL one instance, as a crash would; :meth:`start_instance` brings it back."""
+        self.instance(name)  # a service instance, not a sandbox
+        self.processes[name].kill()
+
+    def start_instance(self, name: str, timeout: float = 60.0) -> None:
+        """Start a stopped or killed instance and wait until it is ready (its consumers hold their
+        partitions again: after a SIGKILL the group first waits out the dead member's session)."""
+        instance = self.instance(name)
+        process = self.processes[name]
+        process.start()
+        process.wait_ready(timeout)
+        self._settle([instance], min(timeout, SETTLE_TIMEOUT_S))
+
+    def restart_instance(self, name: str, timeout: float = 60.0) -> None:
+        """Stop one instance in order (SIGTERM: it leaves its groups, finishes what it holds), start
+        it again and wait until it is ready."""
+        self.instance(name)
+        self.processes[name].stop()
+        self.start_instance(name, timeout)
+
+    def rolling_restart(self, kind: str, timeout: float = 60.0) -> list[float]:
+        """Restart every instance of a service in turn, each once the one before is ready again, as
+        a Kubernetes rollout does; the seconds each instance took from its stop to ready."""
+        took = []
+        for instance in self.instances(kind):
+            began = time.monotonic()
+            self.restart_instance(instance.name, timeout)
+            took.append(time.monotonic() - began)
+        return took
+
+    # --- who holds which partitions ---
+
+    def _describe(self, groups: Sequence[str]) -> dict[str, Group]:
+        return run_sync(describe_groups(self.bootstrap_servers, groups))
+
+    def _running(self, kind: str) -> list[str]:
+        return [i.name for i in self.service_instances[kind] if self.processes[i.name].is_running()]
+
+    def _settle(self, instances: Sequence[Instance], timeout: float) -> None:
+        """Wait until each group of ``instances`` has one member per running instance of its service
+        and is stable, then name its one new member after the instance that joined it. A group that
+        does not settle in time is left unnamed (its members are shown by their Kafka ids)."""
+        joined = {group: instance for instance in instances for group in instance.groups}
+        if not joined or self.replicas == 1:
+            return
+        for instance in instances:
+            self._names.forget(instance.name)
+        deadline = time.monotonic() + timeout
+        settled: dict[str, Group] = {}
+        while joined.keys() - settled.keys() and time.monotonic() < deadline:
+            described = self._describe(sorted(joined.keys() - settled.keys()))
+            for name, group in described.items():
+                expected = len(self._running(joined[name].kind))
+                if group.state == "Stable" and len(group.members) == expected:
+                    settled[name] = group
+            if joined.keys() - settled.keys():
+                time.sleep(0.2)
+        for name, group in settled.items():
+            self._names.learn(group, joined[name].name)
+
+    def holdings(self) -> list[Holding]:
+        """Which instance holds which partitions of each consumer group now."""
+        kinds = {
+            group: kind for kind, instances in self.service_instances.items() for group in instances[0].groups
+        }
+        described = self._describe(sorted(kinds))
+        found = []
+        for name, group in sorted(described.items()):
+            kind = kinds[name]
+            names = [i.name for i in self.service_instances[kind]]
+            for member in group.members:
+                instance = self._names.name(group, member, names, self._running(kind))
+                found.append(Holding(instance, kind, name, member.partitions))
+        return found
+
+    def assignment_lines(self) -> list[str]:
+        """One line per instance: ``router-1: dossier.received[0,2,4] handoff.outcome[1,3,5]`` (the
+        partitions of all its groups; intake joins none)."""
+        by_instance: dict[str, dict[str, tuple[int, ...]]] = {}
+        for holding in self.holdings():
+            by_instance.setdefault(holding.instance, {}).update(holding.partitions)
+        order = [i.name for instances in self.service_instances.values() for i in instances]
+        lines = []
+        for name in sorted(by_instance, key=lambda n: (order.index(n) if n in order else len(order), n)):
+            gone = name in self.processes and not self.processes[name].is_running()
+            label = f"{name} (not running; its group has not noticed yet)" if gone else name
+            lines.append(f"{label}: {partitions_text(by_instance[name], self.topic_prefix)}")
+        return lines

@@ -1,0 +1,184 @@
+"""What every store guarantees on every backend, written once and bound to SQLite and to PostgreSQL in
+``test_store_backends.py``: a record's processed id, its writes and what it emits commit together;
+a consumer's records share one transaction until the consumer yields, and nothing is lost or
+counted early because of it (services/runtime/storage/store.py); the outbox gives back what was
+put in it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Protocol
+
+import psycopg
+import pytest
+
+from services.runtime.storage.database import Connection, SchemaMismatch, StoreLocation, connect
+from services.runtime.storage.outbox import OutgoingRecord
+from services.runtime.storage.store import SqlProcessingStore
+
+
+def _record(n: int) -> OutgoingRecord:
+    return OutgoingRecord("topic", b"key", f"value {n}".encode())
+
+
+class Backend(Protocol):
+    def location(self, name: str) -> StoreLocation: ...
+
+
+def committed_ids(store: SqlProcessingStore) -> set[str]:
+    """What another connection (another instance, or the store after a crash) sees."""
+    other = connect(store.location, store.migrations())
+    try:
+        return {row[0] for row in other.execute("SELECT event_id FROM processed_events").fetchall()}
+    finally:
+        other.close()
+
+
+class StoreContract:
+    """Bound to a backend by a subclass giving the ``backend`` fixture."""
+
+    @pytest.fixture
+    def store(self, backend: Backend) -> SqlProcessingStore:
+        return SqlProcessingStore(backend.location("store"), migrate_now=True)
+
+    async def test_records_handled_without_a_wait_commit_together_at_the_end_of_the_poll(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        durable: list[str] = []
+        with store.grouped() as group:
+            for n in range(3):
+                assert store.commit(f"e{n}", [_record(n)])
+                group.when_durable(lambda n=n: durable.append(f"e{n}"))  # type: ignore[misc]
+            assert committed_ids(store) == set()  # one transaction, still open
+            assert store.outbox.pending() == []  # the relay never sees records that may roll back
+            assert durable == []
+        assert committed_ids(store) == {"e0", "e1", "e2"}
+        assert durable == ["e0", "e1", "e2"]
+        assert [r.value for _, r in store.outbox.pending()] == [b"value 0", b"value 1", b"value 2"]
+
+    async def test_a_duplicate_within_the_poll_is_seen_before_the_group_commits(
+        self, store: SqlProcessingStore
+    ) -> None:
+        with store.grouped():
+            assert store.commit("e1", [_record(1)])
+            assert store.was_processed("e1")
+            assert not store.commit("e1", [_record(1)])
+        assert len(store.outbox.pending()) == 1
+
+    async def test_the_group_commits_as_soon_as_the_consumer_waits(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        """A handler awaiting an agency: the records before it must not wait in an open transaction."""
+        with store.grouped():
+            store.commit("e1", [_record(1)])
+            await asyncio.sleep(0)  # the handler of the next record waits on I/O
+            assert committed_ids(store) == {"e1"}
+            store.commit("e2", [_record(2)])
+        assert committed_ids(store) == {"e1", "e2"}
+
+    async def test_a_failing_write_rolls_back_its_own_record_only(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        def failing(conn: Connection) -> None:
+            conn.execute("INSERT INTO processed_events (event_id) VALUES ('half-done')")
+            raise RuntimeError("the store failed mid-write")
+
+        with pytest.raises(RuntimeError), store.grouped():
+            store.commit("e1", [_record(1)])
+            store.commit("e2", [_record(2)], failing)
+        assert committed_ids(store) == {"e1"}
+        assert [r.value for _, r in store.outbox.pending()] == [b"value 1"]
+
+    async def test_another_tasks_commit_commits_the_open_group_first_and_stands_alone(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        """A poller or a delayed-retry consumer writes while a connector's handler waits."""
+        durable: list[str] = []
+
+        async def poller() -> None:
+            store.commit(None, [_record(99)])
+
+        with store.grouped() as group:
+            task = asyncio.create_task(poller())  # ready to run before the group's own commit is due
+            store.commit("e1", [_record(1)])
+            group.when_durable(lambda: durable.append("e1"))
+            await task
+            assert durable == ["e1"]
+            assert committed_ids(store) == {"e1"}
+        assert [r.value for _, r in store.outbox.pending()] == [b"value 1", b"value 99"]
+
+    async def test_callbacks_of_a_write_run_once_durable_and_never_for_a_duplicate(
+        self, store: SqlProcessingStore
+    ) -> None:
+        counted: list[str] = []
+
+        def counting(conn: Connection) -> None:
+            store.after_commit(lambda: counted.append("closed"))
+
+        with store.grouped():
+            store.commit("e1", [], counting)
+            store.commit("e1", [], counting)
+            assert counted == []
+        assert counted == ["closed"]
+        store.commit("e2", [], counting)  # outside a group: at once
+        assert counted == ["closed", "closed"]
+
+    async def test_when_the_group_cannot_commit_no_record_of_it_counts_as_stored(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        durable: list[str] = []
+        store.conn.execute("CREATE TABLE guard (x INTEGER PRIMARY KEY)")
+        # A deferred constraint fails at COMMIT, as a full disk would: the whole group is lost.
+        store.conn.execute(
+            "CREATE TABLE child (id INTEGER REFERENCES guard (x) DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+        def orphan(conn: Connection) -> None:
+            conn.execute("INSERT INTO child (id) VALUES (1)")
+
+        with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)), store.grouped() as group:
+            store.commit("e1", [_record(1)])
+            group.when_durable(lambda: durable.append("e1"))
+            store.commit("e2", [_record(2)], orphan)
+            group.when_durable(lambda: durable.append("e2"))
+        assert durable == []  # so no offset is marked and both records come again
+        assert committed_ids(store) == set()
+        assert store.commit("e1", [_record(1)])  # the store works on
+
+    async def test_a_second_instance_skips_what_the_first_processed(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        other = SqlProcessingStore(backend.location("store"))
+        assert store.commit("e1", [_record(1)])
+        assert other.was_processed("e1")
+        assert not other.commit("e1", [_record(1)])
+        assert [r.value for _, r in other.outbox.pending()] == [b"value 1"]
+
+    async def test_the_outbox_gives_back_keys_values_and_headers_of_any_bytes(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        record = OutgoingRecord(
+            "dossier.received", b"\x00key\xff", bytes(range(256)), {"ce_id": "é-1"}, {"raw": b"\xc3\x28"}
+        )
+        store.commit("e1", [record])
+        [(row_id, back)] = store.outbox.pending()
+        assert back == record
+        store.outbox.remove([row_id])
+        assert store.outbox.is_empty() and store.outbox.size() == 0
+
+    async def test_a_row_kafka_refuses_is_parked_with_its_reason(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        store.commit("e1", [_record(1), _record(2)])
+        first, second = store.outbox.pending()
+        store.outbox.park(first[0], ValueError("too large"))
+        assert store.outbox.parked() == [(first[0], "topic", "ValueError: too large")]
+        assert [row_id for row_id, _ in store.outbox.pending()] == [second[0]]
+
+    async def test_a_schema_newer_than_this_release_is_refused(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        store.conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 'later')")
+        with pytest.raises(SchemaMismatch, match="schema version 99, newer than this release knows"):
+            SqlProcessingStore(backend.location("store"))
