@@ -56,16 +56,6 @@ def store_location(data_dir: Path, name: str) -> StoreLocation:
 Row: TypeAlias = Any
 
 
-class Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-    def __iter__(self) -> Any: ...
-
-
 class Connection(Protocol):
     """What a store's code may call: the part of :class:`sqlite3.Connection` both backends offer."""
 

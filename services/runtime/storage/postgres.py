@@ -171,7 +171,7 @@ class PostgresConnection:
     @property
     def raw(self) -> psycopg.Connection[Row]:
         """The psycopg connection; a broken one is swapped for a fresh one between transactions."""
-        if self._conn.broken or self._conn.closed:
+        if not _usable(self._conn):
             self.pool.putconn(self._conn)
             self._conn = self.pool.getconn()
         return self._conn
@@ -200,6 +200,15 @@ class PostgresConnection:
         self.pool.close()
 
 
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    return not (conn.broken or conn.closed)
+
+
+def _lock_key(location: PostgresLocation, name: str) -> int:
+    """An advisory lock's number: a lock's name within its service's schema."""
+    return zlib.crc32(f"{location.schema}:{name}".encode())
+
+
 class AdvisoryLock:
     """A session-level advisory lock on its own connection: held until released or until the
     process holding it dies (its connection closes), so another instance can take over."""
@@ -207,7 +216,7 @@ class AdvisoryLock:
     def __init__(self, connection: PostgresConnection, name: str) -> None:
         self._pool = connection.pool
         self._name = name
-        self._key = zlib.crc32(f"{connection.location.schema}:{name}".encode())
+        self._key = _lock_key(connection.location, name)
         self._conn: psycopg.Connection[Row] | None = None
 
     def try_acquire(self) -> bool:
@@ -215,7 +224,7 @@ class AdvisoryLock:
         (a restart, a network cut, ``pg_terminate_backend``) took its lock with it and another
         instance may hold it by now; the client learns of it only by using the connection, so a
         held lock is confirmed with the cheapest statement."""
-        if self._conn is not None and not (self._conn.broken or self._conn.closed):
+        if self._conn is not None and _usable(self._conn):
             try:
                 self._conn.execute("SELECT 1")
                 return True
@@ -230,14 +239,11 @@ class AdvisoryLock:
         self._pool.putconn(conn)
         return False
 
-    def held(self) -> bool:
-        return self._conn is not None and not (self._conn.broken or self._conn.closed)
-
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if not (conn.broken or conn.closed):
+        if _usable(conn):
             # a connection that fails here is dropped by the pool, and its lock with it
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
@@ -247,5 +253,4 @@ class AdvisoryLock:
 def lock_for_transaction(conn: PostgresConnection, name: str) -> None:
     """Within the caller's open transaction: wait until no other transaction holds ``name``, and
     hold it until this one ends (the hash-chained log's head, the migrations)."""
-    key = zlib.crc32(f"{conn.location.schema}:{name}".encode())
-    conn.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+    conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(conn.location, name),))
