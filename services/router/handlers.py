@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from schemas.authority import check_outcome
 from schemas.catalog import Catalog, Procedure
 from schemas.deadlines import DeadlineClock, leg_due
 from schemas.deadlines import Pause as ClockPause
@@ -111,7 +112,8 @@ async def on_dossier_received(event: DossierReceived, ctx: Context[Router]) -> E
 
 
 async def on_handoff_reported(event: HandoffReported, ctx: Context[Router]) -> Effect:
-    """An agency answered a leg: decide what comes next (routing.on_outcome)."""
+    """An agency answered a leg: decide what comes next (routing.on_outcome). An outcome not from the
+    connector of the leg's agency is refused (:mod:`schemas.authority`): dead-lettered, never applied."""
     router = ctx.deps
     state = router.store.load(str(event.dossier_id))
     if state is None:
@@ -121,6 +123,14 @@ async def on_handoff_reported(event: HandoffReported, ctx: Context[Router]) -> E
     procedure = router.procedure(state.procedure_code)
     data = event.data
     leg = state.legs.get(data.step_id)
+    # Only the connector of the leg's agency speaks for it; a leg not requested yet is its step's.
+    agency = (
+        leg.agency
+        if leg is not None
+        else next((step.agency for step in procedure.route if step.id == data.step_id), None)
+    )
+    if agency is not None:
+        check_outcome(event, agency)
     if leg is not None and all(step.id != data.step_id for step in procedure.route):
         raise CatalogMismatch(
             f"procedure {procedure.code} has no step {data.step_id!r} in this router's catalog any more"

@@ -1,5 +1,7 @@
 from services.runtime.shell.serve import serve
+from services.runtime.trust.startup import require_trust
 from services.tracker.app import TrackerSettings, build_app
 
 settings = TrackerSettings()
+require_trust("tracker", signs_as=None, verifies=True)  # it emits no events of its own
 serve(build_app(settings), settings.host, settings.port)

@@ -16,7 +16,7 @@ from services.runtime.consume.consumer import EventConsumer
 from services.runtime.observe.metrics import Service
 from services.runtime.shell.kafka import make_broker, outbox_relay
 from services.runtime.shell.service import build_service_app
-from services.runtime.shell.settings import ServiceSettings
+from services.runtime.shell.settings import ServiceSettings, client_security_options
 from services.runtime.storage.database import store_location
 from services.tracker import projection
 from services.tracker.api import build_api
@@ -57,6 +57,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
         handlers=counting_closures(projection.HANDLERS, store),
         deps=store,
         gather_ms=250,  # the supervision views may lag the dossiers by a quarter of a second
+        lookup_before_handling=False,  # its handlers only compute a write: the commit dedupes
         # The router and the connectors own these topics and dead-letter their poison.
         observes=[settings.topic_prefix + t for t in (DOSSIER_RECEIVED, HANDOFF_OUTCOME)]
         + [requests_topic(agency, settings.topic_prefix) for agency in Agency],
@@ -89,6 +90,7 @@ def build_app(settings: TrackerSettings | None = None, *, now: Clock = utc_now) 
     page = build_page(
         store, catalog, bootstrap_servers=settings.bootstrap_servers, topic_prefix=settings.topic_prefix,
         now=now, calendar=calendar, waiting_alert=waiting_alert,
+        kafka_options=client_security_options(settings),  # the replay reads and writes as the tracker
     )  # fmt: skip
     app.include_router(page)
     app.mount(PAGE + "/static", StaticFiles(directory=STATIC), name="supervision-static")

@@ -106,10 +106,16 @@ def append(conn: Connection, event: Event) -> Entry | None:
         # Before anything is read: the entry already there, and the head, as the last append left them.
         lock_for_transaction(conn, HEAD_LOCK)
     event_id = str(event.event_id)
-    if conn.execute("SELECT 1 FROM handoff_log WHERE event_id = ?", (event_id,)).fetchone():
+    # Whether the entry is there already, and the head, in one statement (one round trip).
+    logged, last_seq, last_hash = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM handoff_log WHERE event_id = ?), head.seq, head.hash"
+        " FROM (SELECT 1) AS one"
+        " LEFT JOIN (SELECT seq, hash FROM handoff_log ORDER BY seq DESC LIMIT 1) AS head ON 1 = 1",
+        (event_id,),
+    ).fetchone()
+    if logged:
         return None
-    last = conn.execute("SELECT seq, hash FROM handoff_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    seq, prev_hash = (last_seq + 1, last_hash) if last_seq is not None else (1, GENESIS)
     draft = Entry(
         seq=seq,
         event_id=event_id,

@@ -22,6 +22,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
+from schemas.agencies import Agency
+from schemas.authority import check_outcome
 from schemas.envelope import Event
 from schemas.errors import EventContractError
 from schemas.events import (
@@ -37,7 +39,7 @@ from services.runtime.consume.consumer import Context, Effect, Handlers
 from services.runtime.storage.database import Connection
 from services.runtime.storage.store import Write
 from services.tracker import audit
-from services.tracker.store import to_text
+from services.tracker.store import TrackerStore, to_text
 
 SETTLING_KINDS: Final = frozenset({OutcomeKind.COMPLETED, OutcomeKind.REJECTED, OutcomeKind.DEAD_LETTERED})
 _SUMMARY_REASON_CHARS: Final = 200
@@ -88,7 +90,12 @@ async def on_handoff_requested(event: HandoffRequested, ctx: Context[object]) ->
     return Effect(write=write_logged(event))
 
 
-async def on_handoff_reported(event: HandoffReported, ctx: Context[object]) -> Effect:
+async def on_handoff_reported(event: HandoffReported, ctx: Context[TrackerStore]) -> Effect:
+    """An outcome counts only from the connector of the leg's agency, as the leg's request recorded
+    it (:mod:`schemas.authority`); another is refused with ``NotTheAgencysOutcome``, which the runtime
+    skips (the router, owner of the outcome topic, dead-letters it). Checked before the write, so a
+    refused outcome leaves no row, no timeline line and no entry in the handoff log."""
+    check_outcome(event, requested_agency(ctx.deps.conn, event) or event.data.agency)
     return Effect(write=write_logged(event))
 
 
@@ -146,29 +153,51 @@ def write_dossier_received(conn: Connection, event: DossierReceived) -> None:
     )
 
 
+def requested_agency(conn: Connection, event: HandoffReported) -> Agency | None:
+    """The agency the router's request named for the outcome's leg; None before the request was seen
+    (an outcome may come first: what it says of its leg is then a claim, undone by the request)."""
+    row = conn.execute(
+        "SELECT agency FROM legs WHERE handoff_id = ? AND requested_at IS NOT NULL",
+        (str(event.data.handoff_id),),
+    ).fetchone()
+    return Agency(row[0]) if row is not None else None
+
+
 def write_handoff_requested(conn: Connection, event: HandoffRequested) -> None:
     data = event.data
     _touch(conn, event, data.dossier_code, data.procedure_code)
     at = to_text(event.occurred_at)
     # The first request sets the leg's start and due date. A newer request for a dead-lettered leg
-    # (a replay with a new event) means the leg is being retried: it is no longer stuck.
+    # (a replay with a new event) means the leg is being retried: it is no longer stuck. The request
+    # names the leg's agency: a leg an outcome of another agency created before it (a claim no
+    # connector may make, see on_handoff_reported) starts again from the request.
     conn.execute(
         """
         INSERT INTO legs (handoff_id, dossier_id, step_id, agency, action, state, state_at,
                           requested_at, leg_due_at)
         VALUES (?, ?, ?, ?, ?, 'requested', NULL, ?, ?)
         ON CONFLICT (handoff_id) DO UPDATE SET
+            step_id = excluded.step_id,
+            agency = excluded.agency,
+            action = excluded.action,
             leg_due_at = CASE WHEN legs.requested_at IS NULL OR excluded.requested_at < legs.requested_at
                               THEN excluded.leg_due_at ELSE legs.leg_due_at END,
             requested_at = CASE WHEN legs.requested_at IS NULL OR excluded.requested_at < legs.requested_at
                                 THEN excluded.requested_at ELSE legs.requested_at END,
-            state = CASE WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
+            state = CASE WHEN legs.agency <> excluded.agency THEN 'requested'
+                         WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
                          THEN 'requested' ELSE legs.state END,
-            error_class = CASE WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
+            error_class = CASE WHEN legs.agency <> excluded.agency
+                                 OR (legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at)
                                THEN NULL ELSE legs.error_class END,
-            settled_at = CASE WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
+            settled_at = CASE WHEN legs.agency <> excluded.agency
+                                OR (legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at)
                               THEN NULL ELSE legs.settled_at END,
-            state_at = CASE WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
+            reason = CASE WHEN legs.agency <> excluded.agency THEN NULL ELSE legs.reason END,
+            agency_reference = CASE WHEN legs.agency <> excluded.agency THEN NULL
+                                    ELSE legs.agency_reference END,
+            state_at = CASE WHEN legs.agency <> excluded.agency THEN NULL
+                            WHEN legs.state = 'dead_lettered' AND excluded.requested_at > legs.state_at
                             THEN excluded.requested_at ELSE legs.state_at END
         """,
         (
@@ -195,7 +224,8 @@ def write_handoff_reported(conn: Connection, event: HandoffReported) -> None:
     at = to_text(event.occurred_at)
     settled_at = at if data.kind in SETTLING_KINDS else None
     # Applied only when newer than the leg's last outcome, and never to a completed or rejected leg:
-    # a late duplicate or an older outcome arriving after a newer one changes nothing.
+    # a late duplicate or an older outcome arriving after a newer one changes nothing. Nor to a leg
+    # requested of another agency (on_handoff_reported refuses that outcome before it comes here).
     conn.execute(
         """
         INSERT INTO legs (handoff_id, dossier_id, step_id, agency, action, state, state_at, settled_at,
@@ -210,6 +240,7 @@ def write_handoff_reported(conn: Connection, event: HandoffReported) -> None:
             error_class = excluded.error_class
         WHERE legs.state NOT IN ('completed', 'rejected')
           AND (legs.state_at IS NULL OR legs.state_at <= excluded.state_at)
+          AND (legs.requested_at IS NULL OR legs.agency = excluded.agency)
         """,
         (
             str(data.handoff_id),
@@ -277,7 +308,8 @@ def write_dossier_closed(conn: Connection, event: DossierClosed) -> None:
 
 
 def _touch(conn: Connection, event: Event, code: str | None, procedure: str | None) -> None:
-    """The dossier's row exists, with whatever this event knows filled in where it was missing."""
+    """The dossier's row exists, with whatever this event knows filled in where it was missing. A
+    row this would not change is left as it is (no new row version, no tally mark)."""
     conn.execute(
         """
         INSERT INTO dossiers (dossier_id, dossier_code, procedure_code, first_seen_at) VALUES (?, ?, ?, ?)
@@ -286,6 +318,9 @@ def _touch(conn: Connection, event: Event, code: str | None, procedure: str | No
             procedure_code = COALESCE(dossiers.procedure_code, excluded.procedure_code),
             first_seen_at = CASE WHEN excluded.first_seen_at < dossiers.first_seen_at
                                  THEN excluded.first_seen_at ELSE dossiers.first_seen_at END
+        WHERE (dossiers.dossier_code IS NULL AND excluded.dossier_code IS NOT NULL)
+           OR (dossiers.procedure_code IS NULL AND excluded.procedure_code IS NOT NULL)
+           OR excluded.first_seen_at < dossiers.first_seen_at
         """,
         (str(event.dossier_id), code, procedure, to_text(event.occurred_at)),
     )

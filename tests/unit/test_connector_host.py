@@ -8,7 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -329,6 +329,45 @@ async def test_a_pending_job_is_polled_when_due_not_a_whole_interval_later(
         loop.cancel()
     # the first poll is due an eighth of the interval after; a fixed-interval loop polled it 1.8 s after
     assert 0.12 <= polled_at[0] - pending_at < 0.6
+
+
+async def test_an_idle_connector_looks_at_its_store_about_once_a_second(
+    tmp_path: Path, marriage_request: HandoffRequested
+) -> None:
+    """With nothing pending, the poll loop does not claim at its pending-job interval (each claim is a
+    transaction: three round trips on PostgreSQL); a job that becomes pending still wakes it at once."""
+    polled = asyncio.Event()
+
+    class Registry(FakeMarriageRegistry):
+        async def poll(self, poll_token: str) -> HandoffResult:
+            polled.set()
+            return Completed({"paid": True})
+
+    store = ConnectorStore(tmp_path / "connector.db")
+    claims: list[float] = []
+    claim = store.claim_due_polls
+
+    def counted(now: float, lease_s: float, limit: int = 100) -> list[Any]:
+        claims.append(now)
+        return claim(now, lease_s, limit)
+
+    store.claim_due_polls = counted  # type: ignore[method-assign]
+    relay = OutboxRelay(store.outbox, _send)  # type: ignore[arg-type]
+    connector = Registry(WaitingOnCitizen("lệ phí chưa nộp", poll_token="fee-1"))
+    host = ConnectorHost(connector, store, relay, HostSettings(poll_interval_s=0.05))
+    loop = asyncio.create_task(host.poll_loop())
+    try:
+        deadline = time.monotonic() + 5
+        while not claims:  # the loop's first round
+            assert time.monotonic() < deadline, "the poll loop never claimed"
+            await asyncio.sleep(0.01)
+        idle_from = len(claims)
+        await asyncio.sleep(1.5)  # a 50 ms loop would claim about 30 times meanwhile
+        assert len(claims) - idle_from <= 2, f"{len(claims) - idle_from} claims in 1.5 s with nothing pending"
+        await handle(host, marriage_request)  # pending now: the loop wakes and polls when it is due
+        await asyncio.wait_for(polled.wait(), timeout=5)
+    finally:
+        loop.cancel()
 
 
 def test_a_pending_job_waits_twice_as_long_for_each_poll_up_to_the_interval() -> None:

@@ -17,6 +17,9 @@ from fastapi.testclient import TestClient
 
 from schemas.agencies import Agency
 from services.runtime.shell.settings import KafkaSettings
+from services.tools.deploy.checks import kustomize_build
+from services.tools.deploy.components import dns_name
+from services.tools.deploy.secrets import supplied_secrets
 from services.tools.stack.stack import StackPorts, agency_url_variable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,36 +69,39 @@ def test_compose_has_every_service_agency_and_sandbox_on_the_documented_ports(
     compose: dict[str, Any],
 ) -> None:
     for name, port in {**SERVICES, **CONNECTORS, **SANDBOXES}.items():
-        assert name in compose, f"{name} missing from docker-compose.yml"
-        assert f"{port}:{port}" in compose[name]["ports"], name
+        assert dns_name(name) in compose, f"{dns_name(name)} missing from docker-compose.yml"
+        assert f"{port}:{port}" in compose[dns_name(name)]["ports"], name
     for name, port in {**SERVICES, **CONNECTORS}.items():
-        env = compose[name]["environment"]
+        env = compose[dns_name(name)]["environment"]
         assert env["LIENTHONG_PORT"] == str(port) and env["LIENTHONG_HOST"] == "0.0.0.0", name
         assert env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0] == "kafka", name
     for agency in Agency:
-        connector = compose[f"connector-{agency.value}"]
+        connector = compose[dns_name(f"connector-{agency.value}")]
         assert connector["environment"]["LIENTHONG_AGENCY"] == agency.value
         url = connector["environment"][agency_url_variable(agency)]
-        assert url == f"http://sandbox-{agency.value}:{PORTS.sandboxes[agency]}"
-        sandbox = compose[f"sandbox-{agency.value}"]["command"]
+        assert url == f"http://{dns_name(f'sandbox-{agency.value}')}:{PORTS.sandboxes[agency]}"
+        sandbox = compose[dns_name(f"sandbox-{agency.value}")]["command"]
         assert sandbox[sandbox.index("--port") + 1] == str(PORTS.sandboxes[agency])
         assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
 
 
 def test_compose_commands_are_modules_that_exist(compose: dict[str, Any]) -> None:
     ours = {name: s for name, s in compose.items() if s.get("image", "").startswith("lienthong")}
-    assert len(ours) == len(SERVICES) + len(CONNECTORS) + len(SANDBOXES) + 1  # + the topics job
+    jobs = {"keys", "topics", "migrate"}
+    assert len(ours) == len(SERVICES) + len(CONNECTORS) + len(SANDBOXES) + len(jobs)
+    processes = {dns_name(name): name for name in {**SERVICES, **CONNECTORS, **SANDBOXES}}
     for name, service in ours.items():
         module = python_module(service["command"])
         assert importable(module), f"{name}: python -m {module} is not importable"
-        if name in SERVICES:
-            assert module == f"services.{name}"
-        elif name in CONNECTORS:
+        process = processes.get(name, name)
+        if process in SERVICES:
+            assert module == f"services.{process}"
+        elif process in CONNECTORS:
             assert module == "services.connector"
-        elif name in SANDBOXES:
-            assert module == f"connectors.{name.removeprefix('sandbox-')}.sandbox.__main__".removesuffix(
-                ".__main__"
-            )
+        elif process in SANDBOXES:
+            assert module == f"connectors.{process.removeprefix('sandbox-')}.sandbox"
+        else:
+            assert process in jobs and module == "services.tools.cli"
     topics = ours["topics"]["command"]
     assert topics[3:5] == ["topics", "create"]
     built = [s["build"] for s in compose.values() if "build" in s]
@@ -119,8 +125,8 @@ def test_compose_prometheus_scrapes_every_service_by_its_compose_name(compose: d
     config = load(DEPLOY / "compose" / "prometheus.yml")
     targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     for name, port in {**SERVICES, **CONNECTORS}.items():
-        assert f"{name}:{port}" in targets
-        assert name in compose
+        assert f"{dns_name(name)}:{port}" in targets
+        assert dns_name(name) in compose
     local = load(DEPLOY / "prometheus" / "prometheus.yml")
     assert {j["job_name"] for j in config["scrape_configs"]} == {
         j["job_name"] for j in local["scrape_configs"]
@@ -145,14 +151,8 @@ def test_the_image_is_python_3_11_slim_and_installs_the_project() -> None:
 
 @pytest.fixture(scope="module")
 def manifests() -> list[dict[str, Any]]:
-    kustomization = load(K8S / "kustomization.yaml")
-    assert kustomization["kind"] == "Kustomization"
-    documents: list[dict[str, Any]] = []
-    for resource in kustomization["resources"]:
-        path = K8S / resource
-        assert path.is_file(), f"kustomization.yaml lists {resource}, which does not exist"
-        documents += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    return documents
+    """The objects `kubectl kustomize deploy/k8s` renders (the base with every component)."""
+    return kustomize_build(K8S)
 
 
 def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -163,28 +163,27 @@ def containers(deployment: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield from deployment["spec"]["template"]["spec"]["containers"]
 
 
-def test_every_manifest_parses_and_names_its_kind(manifests: list[dict[str, Any]]) -> None:
+def test_every_manifest_names_its_kind_once_in_the_namespace(manifests: list[dict[str, Any]]) -> None:
     assert all({"apiVersion", "kind", "metadata"} <= set(m) for m in manifests)
     names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
     assert len(names) == len(set(names)), "no manifest defined twice"
-    yaml_files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "servicemonitor.yaml"}
-    assert yaml_files == set(load(K8S / "kustomization.yaml")["resources"]), "every manifest is listed"
+    assert all(m["metadata"].get("namespace") == "lienthong" for m in manifests if m["kind"] != "Namespace")
 
 
 def test_a_deployment_and_a_service_per_service_connector_and_sandbox(
     manifests: list[dict[str, Any]],
 ) -> None:
     deployments, services = of_kind(manifests, "Deployment"), of_kind(manifests, "Service")
-    expected = {**SERVICES, **CONNECTORS, **SANDBOXES}
+    expected = {dns_name(name): port for name, port in {**SERVICES, **CONNECTORS, **SANDBOXES}.items()}
     assert set(deployments) == set(expected)
     assert set(services) == set(expected)
     for name, port in expected.items():
         (container,) = containers(deployments[name])
         assert container["ports"] == [{"name": "http", "containerPort": port}]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert importable(python_module(container["command"]))
-        if name in SANDBOXES:
-            command = container["command"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        command = [*container["command"], *container.get("args", [])]
+        assert importable(python_module(command))
+        if name.startswith("sandbox-"):
             assert command[command.index("--port") + 1] == str(port)
         else:
             assert env["LIENTHONG_PORT"] == str(port)
@@ -192,62 +191,69 @@ def test_a_deployment_and_a_service_per_service_connector_and_sandbox(
         selector = deployments[name]["spec"]["selector"]["matchLabels"]
         assert selector.items() <= deployments[name]["spec"]["template"]["metadata"]["labels"].items()
         assert services[name]["spec"]["selector"] == selector
-    for name in CONNECTORS:
-        (container,) = containers(deployments[name])
+    for agency in Agency:
+        (container,) = containers(deployments[dns_name(f"connector-{agency.value}")])
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["LIENTHONG_AGENCY"] == name.removeprefix("connector-")
+        assert env["LIENTHONG_AGENCY"] == agency.value, "the agency id itself, never its DNS form"
 
 
 def test_services_are_servicemonitor_ready_with_a_metrics_port(manifests: list[dict[str, Any]]) -> None:
-    monitor = load(K8S / "servicemonitor.yaml")
+    (monitor,) = of_kind(manifests, "ServiceMonitor").values()
     wanted = monitor["spec"]["selector"]["matchLabels"]
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
     services = of_kind(manifests, "Service")
     for name in {**SERVICES, **CONNECTORS}:
-        labels = services[name]["metadata"]["labels"]
+        labels = services[dns_name(name)]["metadata"]["labels"]
         assert wanted.items() <= labels.items(), name
         assert "app.kubernetes.io/name" in labels
-        metrics = [p for p in services[name]["spec"]["ports"] if p["name"] == "metrics"]
+        metrics = [p for p in services[dns_name(name)]["spec"]["ports"] if p["name"] == "metrics"]
         assert metrics and metrics[0]["targetPort"] == "http", name
 
 
 def test_the_catalog_configmap_is_the_shipped_catalog_and_is_mounted(manifests: list[dict[str, Any]]) -> None:
-    catalog = of_kind(manifests, "ConfigMap")["lienthong-catalog"]
+    config_maps = of_kind(manifests, "ConfigMap")
+    catalog = config_maps["lienthong-catalog"]
     shipped = (ROOT / "schemas" / "data" / "procedures.yaml").read_text(encoding="utf-8")
-    assert catalog["data"]["procedures.yaml"] == shipped, "deploy/k8s/catalog-configmap.yaml is out of date"
+    assert catalog["data"]["procedures.yaml"] == shipped
     deployments = of_kind(manifests, "Deployment")
+    path = config_maps["lienthong-service"]["data"]["LIENTHONG_CATALOG_PATH"]
     for name in {**SERVICES, **CONNECTORS}:
-        (container,) = containers(deployments[name])
-        env = {e["name"]: e.get("value") for e in container["env"]}
+        (container,) = containers(deployments[dns_name(name)])
+        assert {"configMapRef": {"name": "lienthong-service"}} in container["envFrom"]
         mount = next(m for m in container["volumeMounts"] if m["name"] == "catalog")
-        assert env["LIENTHONG_CATALOG_PATH"] == f"{mount['mountPath']}/procedures.yaml"
+        assert path == f"{mount['mountPath']}/procedures.yaml"
 
 
-def test_secrets_hold_the_kafka_sasl_credentials_and_keys(manifests: list[dict[str, Any]]) -> None:
-    secrets = of_kind(manifests, "Secret")
-    kafka_secret = set(secrets["lienthong-kafka"]["stringData"])
+def test_each_process_connects_as_its_own_principal_and_signs_with_its_own_key(
+    manifests: list[dict[str, Any]],
+) -> None:
+    """The credentials are under the names KafkaSettings reads (LIENTHONG_SASL_*), one Secret per
+    principal; each process mounts its own signing key and the shared trust store."""
     read = {f"LIENTHONG_{name.upper()}" for name in KafkaSettings.model_fields}
-    assert kafka_secret <= read, f"names no service reads: {sorted(kafka_secret - read)}"
-    assert {
-        "LIENTHONG_SASL_USERNAME",
-        "LIENTHONG_SASL_PASSWORD",
-        "LIENTHONG_SECURITY_PROTOCOL",
-    } <= kafka_secret
-    assert secrets["lienthong-keys"]["type"] == "Opaque"
-    config = of_kind(manifests, "ConfigMap")["lienthong-config"]["data"]
+    supplied = supplied_secrets()
+    kafka = of_kind(manifests, "ConfigMap")["lienthong-kafka"]["data"]
+    assert (
+        kafka["LIENTHONG_SECURITY_PROTOCOL"] == "SASL_SSL"
+        and set(kafka) - {"KAFKA_BOOTSTRAP_SERVERS"} <= read
+    )
     deployments = of_kind(manifests, "Deployment")
+    principals, keys = set(), set()
     for name in {**SERVICES, **CONNECTORS}:
-        (container,) = containers(deployments[name])
-        refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
-        assert {"lienthong-config", "lienthong-kafka"} <= refs
-        volumes = deployments[name]["spec"]["template"]["spec"]["volumes"]
-        keys = next(v for v in volumes if "secret" in v)
-        assert keys["secret"]["secretName"] == "lienthong-keys"
-        assert any(m["name"] == keys["name"] for m in container["volumeMounts"])
-    for agency in Agency:
-        assert (
-            config[agency_url_variable(agency)] == f"http://sandbox-{agency.value}:{PORTS.sandboxes[agency]}"
-        )
+        (container,) = containers(deployments[dns_name(name)])
+        secret_refs = [r["secretRef"]["name"] for r in container["envFrom"] if "secretRef" in r]
+        (principal_secret,) = secret_refs
+        credentials = {"LIENTHONG_SASL_USERNAME", "LIENTHONG_SASL_PASSWORD"}
+        assert supplied[principal_secret].keys == frozenset(credentials) and credentials <= read
+        principals.add(principal_secret)
+        volumes = {v["name"]: v for v in deployments[dns_name(name)]["spec"]["template"]["spec"]["volumes"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        signing = volumes["signing-key"]["secret"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "signing-key")
+        assert env["LIENTHONG_SIGNING_KEY"] == f"{mount['mountPath']}/{signing['items'][0]['path']}"
+        keys.add(signing["secretName"])
+        assert volumes["trust-store"]["secret"]["secretName"] == "lienthong-trust-store"
+    assert len(principals) == len(keys) == len(SERVICES) + len(CONNECTORS), "one of each per process"
+    assert not of_kind(manifests, "Secret"), "no credential in the manifests: lienthong keys k8s-secrets"
 
 
 def _answers(app: FastAPI, path: str) -> bool:
@@ -278,7 +284,7 @@ def _service_apps(tmp_path: Path) -> dict[str, FastAPI]:
     for agency in Agency:
         module = importlib.import_module(f"connectors.{agency.value}.sandbox.app")
         apps[f"sandbox-{agency.value}"] = module.create_app(":memory:")
-    return apps
+    return {dns_name(name): app for name, app in apps.items()}
 
 
 def test_probes_point_at_endpoints_the_apps_really_serve(
@@ -294,12 +300,13 @@ def test_probes_point_at_endpoints_the_apps_really_serve(
             assert check["port"] == "http"
             assert _answers(apps[name], check["path"]), f"{name}'s {probe} asks {check['path']}: not served"
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-        if name not in SANDBOXES:
+        if not name.startswith("sandbox-"):
             assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
             assert all(_answers(apps[name], path) for path in ("/health", "/ready", "/metrics"))
     for name, service in compose.items():
         test = service.get("healthcheck", {}).get("test", [])
         for url in re.findall(r"http://127\.0\.0\.1:(\d+)(/\w+)", " ".join(test)):
             assert _answers(apps[name], url[1])
-            assert int(url[0]) == {**SERVICES, **CONNECTORS, **SANDBOXES}[name]
+            ports = {dns_name(n): p for n, p in {**SERVICES, **CONNECTORS, **SANDBOXES}.items()}
+            assert int(url[0]) == ports[name]
     assert _answers(apps["tracker"], "/giam-sat"), "the supervision page is served by the tracker"

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from schemas.authority import NotTheAgencysOutcome
 from schemas.errors import SignatureError, UnparseableEvent
 from services.runtime.failures.table import (
     DEAD_LETTER_CLASSES,
@@ -33,6 +34,7 @@ def test_every_class_has_exactly_one_row() -> None:
         (TimeoutError(), FailureClass.TRANSIENT),
         (AgencyRejected("the parcel does not exist"), FailureClass.BUSINESS),
         (SignatureError("unsigned"), FailureClass.SIGNATURE),  # before the contract errors it extends
+        (NotTheAgencysOutcome("land about tax"), FailureClass.AUTHORIZATION),  # likewise
         (UnparseableEvent("not JSON"), FailureClass.POISON),
         (AgencyProtocolError("not XML"), FailureClass.PROTOCOL),
         (StoreUnavailable(), FailureClass.INFRASTRUCTURE),
@@ -53,11 +55,13 @@ def test_what_the_rows_say_the_runtime_does() -> None:
     assert business.circuit is CircuitEffect.SUCCESS, "a refusal is an answer"
     protocol = classify(AgencyProtocolError("maintenance page"))
     assert protocol.dead_lettered and protocol.circuit is CircuitEffect.INCONCLUSIVE
+    foreign = classify(NotTheAgencysOutcome("land about tax"))
+    assert foreign.dead_lettered and not (foreign.delayed or foreign.redelivered), "never retried"
     store = classify(sqlite3.OperationalError("disk I/O error"))
     assert store.redelivered and not store.dead_lettered, "not the record's fault: it comes again"
     assert set(DEAD_LETTER_CLASSES) == {
-        FailureClass.TRANSIENT, FailureClass.SIGNATURE, FailureClass.POISON,
-        FailureClass.PROTOCOL, FailureClass.INTERNAL,
+        FailureClass.TRANSIENT, FailureClass.SIGNATURE, FailureClass.AUTHORIZATION,
+        FailureClass.POISON, FailureClass.PROTOCOL, FailureClass.INTERNAL,
     }  # fmt: skip
 
 

@@ -16,6 +16,9 @@ business        AgencyRejected (the parcel does not    no       no          reje
 signature       SignatureError (missing, unknown or    no       no          none (the    —           —
                 wrong signature)                                            record is
                                                                             never read)
+authorization   NotTheAgencysOutcome (an outcome not   no       no          none (never  —           —
+                from the connector of the leg's                             applied)
+                agency, or naming another agency)
 poison          EventContractError (unparseable,       no       no          none         —           —
                 schema-invalid, unknown type or
                 version, missing headers, oversized,
@@ -51,6 +54,7 @@ import psycopg
 from pydantic import ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from schemas.authority import NotTheAgencysOutcome
 from schemas.errors import EventContractError, SignatureError
 
 
@@ -60,6 +64,7 @@ class FailureClass(StrEnum):
     TRANSIENT = "transient"
     BUSINESS = "business"
     SIGNATURE = "signature"
+    AUTHORIZATION = "authorization"
     POISON = "poison"
     PROTOCOL = "protocol"
     INTERNAL = "internal"
@@ -124,6 +129,11 @@ TABLE: tuple[FailureRow, ...] = (
     ),
     FailureRow(
         FailureClass.SIGNATURE, (SignatureError,),
+        retried_in_process=False, delayed=False, dead_lettered=True, redelivered=False,
+        call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
+    ),
+    FailureRow(
+        FailureClass.AUTHORIZATION, (NotTheAgencysOutcome,),
         retried_in_process=False, delayed=False, dead_lettered=True, redelivered=False,
         call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
     ),

@@ -70,13 +70,19 @@ class ServiceSettings(KafkaSettings):
 class SigningSettings(BaseSettings):
     """Event signing (see :mod:`services.runtime.trust.signing`): ``LIENTHONG_SIGNING_KEY`` is this process's
     private key file, ``LIENTHONG_TRUST_STORE`` the directory of trusted public keys. The local stack
-    always sets both. Without a signing key a process emits unsigned events; without a trust store a
-    consumer verifies nothing (it logs a warning at start): a deployment must set both."""
+    always sets both. A service that emits events refuses to start without its key, one that reads
+    events without the trust store (:mod:`services.runtime.trust.startup`), unless
+    ``LIENTHONG_INSECURE_DEV`` is on."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_", extra="ignore")
 
     signing_key: Path | None = Field(default=None, description="This producer's private key file.")
     trust_store: Path | None = Field(default=None, description="Directory of trusted public keys.")
+    insecure_dev: bool = Field(
+        default=False,
+        description="Development only: let a service start without its signing key or trust store (it"
+        " then emits unsigned events or verifies nothing, and warns at start). Never in a deployment.",
+    )
 
 
 def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:

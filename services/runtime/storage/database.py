@@ -27,6 +27,7 @@ from services.runtime.storage.postgres import (
     lock_for_transaction,
     schema_name,
     to_postgres_ddl,
+    to_postgres_sql,
 )
 from services.runtime.storage.sqlite import open_db
 
@@ -81,6 +82,17 @@ def transaction(conn: Connection) -> Iterator[Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def run_statements(conn: Connection, *statements: str) -> None:
+    """Statements without parameters, in one round trip to PostgreSQL (its simple query protocol
+    takes several at once: a record's RELEASE and the next one's SAVEPOINT cost one trip, not two),
+    one by one on SQLite, whose calls stay in the process."""
+    if dialect(conn) == "postgresql":
+        conn.executescript("; ".join(to_postgres_sql(statement) for statement in statements))
+        return
+    for statement in statements:
+        conn.execute(statement)
 
 
 def dialect(conn: Connection) -> str:

@@ -17,10 +17,10 @@ What keeps the relay from wedging:
   holds an advisory lock; the others stand by and one takes over within ``idle_poll_s`` when its
   process dies or the server ends its lock's session), so that no row is sent by two relays at once
   and one dossier's events leave in the order they were committed (one dossier's events are
-  committed by the one instance that holds its partition); the leader makes sure its lock's session
-  is still alive before each batch, since a client learns that the server ended a session only by
-  using it; a relay deletes exactly the rows it sent, never a range, so a row committed late with
-  a lower id is sent on the next round rather than lost;
+  committed by the one instance that holds its partition); the leader reads each batch on its lock's
+  own session, so a batch read proves the lock still held (a client learns that the server ended a
+  session only by using it); a relay deletes exactly the rows it sent, never a range, so a row
+  committed late with a lower id is sent on the next round rather than lost;
 - ``lienthong_outbox_pending_records`` and ``lienthong_outbox_oldest_age_seconds`` say how far
   behind the relay is (the age alerts even when the count is small).
 """
@@ -140,9 +140,13 @@ class Outbox:
     def pending(self, limit: int = 500) -> list[tuple[int, OutgoingRecord]]:
         if self.conn.in_transaction:  # a consumer's group not committed yet: its records may roll back
             return []
-        rows = self.conn.execute(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
+        query = "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT ?"
+        if self._relay_lock is not None and self._relay_lock.held:
+            rows = self._relay_lock.read(query, (limit,))  # on the lock's session: proves it held
+            if rows is None:
+                return []
+        else:
+            rows = self.conn.execute(query, (limit,)).fetchall()
         return [
             (
                 row["id"],
@@ -157,6 +161,9 @@ class Outbox:
         """Delete the rows sent. Inside a consumer's open group this delete commits with it; should
         the group roll back, the records go out again with the same event ids, which every consumer
         deduplicates. Exactly these ids, not a range (see the module's docstring)."""
+        if isinstance(self.conn, PostgresConnection):  # one statement, prepared once, for any count
+            self.conn.execute("DELETE FROM outbox WHERE id = ANY(?)", (list(row_ids),))
+            return
         for start in range(0, len(row_ids), 500):
             chunk = row_ids[start : start + 500]
             self.conn.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(chunk))})", chunk)

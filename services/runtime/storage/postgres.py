@@ -221,15 +221,11 @@ class AdvisoryLock:
 
     def try_acquire(self) -> bool:
         """Whether this instance holds the lock now (taking it if free). A session the server ended
-        (a restart, a network cut, ``pg_terminate_backend``) took its lock with it and another
-        instance may hold it by now; the client learns of it only by using the connection, so a
-        held lock is confirmed with the cheapest statement."""
+        (a restart, a network cut, ``pg_terminate_backend``) took its lock with it, and the client
+        learns of it only by using the connection: the holder reads through :meth:`read`, which
+        lets the lock go when its session is gone."""
         if self._conn is not None and _usable(self._conn):
-            try:
-                self._conn.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                log.warning("the session holding the %r lock ended; trying to take it again", self._name)
+            return True
         self.release()
         conn = self._pool.getconn()
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
@@ -238,6 +234,25 @@ class AdvisoryLock:
             return True
         self._pool.putconn(conn)
         return False
+
+    @property
+    def held(self) -> bool:
+        """Whether this instance took the lock (and has not seen its session end since)."""
+        return self._conn is not None
+
+    def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[Row] | None:
+        """Rows read on the lock's own session, so that the read itself proves the lock still held
+        (no statement spent on checking it); None, and the lock let go, when that session ended or
+        this instance does not hold the lock."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return conn.execute(to_postgres_sql(sql), parameters).fetchall()  # type: ignore[arg-type]
+        except psycopg.Error:
+            log.warning("the session holding the %r lock ended; trying to take it again", self._name)
+            self.release()
+            return None
 
     def release(self) -> None:
         conn, self._conn = self._conn, None

@@ -20,7 +20,14 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import ClassVar, Protocol
 
-from services.runtime.storage.database import Connection, Migration, StoreLocation, connect, transaction
+from services.runtime.storage.database import (
+    Connection,
+    Migration,
+    StoreLocation,
+    connect,
+    run_statements,
+    transaction,
+)
 from services.runtime.storage.outbox import OUTBOX_SCHEMA, Outbox, OutgoingRecord
 from services.runtime.storage.postgres import to_postgres_ddl
 
@@ -88,6 +95,9 @@ class SqlProcessingStore:
         self.conn: Connection = connect(location, self.migrations(), migrate_now=migrate_now)
         self.outbox = Outbox(self.conn)
         self._open_group: CommitGroup | None = None  # whose records the open transaction holds
+        # The last record's savepoint, not released yet: its RELEASE goes with the next record's
+        # SAVEPOINT, or with the COMMIT, in one round trip (see run_statements).
+        self._savepoint_held = False
         self._after_commit: list[Callback] = []
 
     @classmethod
@@ -147,8 +157,9 @@ class SqlProcessingStore:
         group, self._open_group = self._open_group, None
         if group is None:
             return
+        held, self._savepoint_held = self._savepoint_held, False
         try:
-            self.conn.execute("COMMIT")
+            run_statements(self.conn, *(("RELEASE record",) if held else ()), "COMMIT")
         except BaseException as error:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -165,18 +176,21 @@ class SqlProcessingStore:
             raise group.broken
         if self._open_group is not group:
             self.commit_group()
-            self.conn.execute("BEGIN IMMEDIATE")
+            run_statements(self.conn, "BEGIN IMMEDIATE", "SAVEPOINT record")
             self._open_group = group
             asyncio.get_running_loop().call_soon(self._commit_on_yield, group)
-        self.conn.execute("SAVEPOINT record")
+        else:
+            run_statements(
+                self.conn, *(("RELEASE record",) if self._savepoint_held else ()), "SAVEPOINT record"
+            )
+        self._savepoint_held = True
         try:
             applied = self._apply(event_id, emitted, write)
         except BaseException:
             self._after_commit.clear()
-            self.conn.execute("ROLLBACK TO record")
-            self.conn.execute("RELEASE record")
+            self._savepoint_held = False
+            run_statements(self.conn, "ROLLBACK TO record", "RELEASE record")
             raise
-        self.conn.execute("RELEASE record")
         callbacks, self._after_commit = self._after_commit, []
         if applied:
             for callback in callbacks:

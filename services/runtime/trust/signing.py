@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 
-__all__ = ["CE_KEYID", "CE_SIGNATURE", "SignatureError", "Signer", "Verifier", "canonical_form"]
+__all__ = ["CE_KEYID", "CE_SIGNATURE", "UNSET", "SignatureError", "Signer", "Verifier", "canonical_form"]
 
 
 class SigningMismatch(ValueError):
@@ -136,12 +136,14 @@ class Verifier:
 # --- the process's signer and verifier, from the environment ----------------------------------
 
 _UNSET = object()
+UNSET = _UNSET  # for configure(): "read it from the environment when first needed"
 _signer: Signer | object | None = _UNSET
 _verifier: Verifier | object | None = _UNSET
 
 
 def process_signer() -> Signer | None:
-    """The signer of this process (``LIENTHONG_SIGNING_KEY``), or None: events go out unsigned."""
+    """The signer of this process (``LIENTHONG_SIGNING_KEY``), or None: events go out unsigned. A
+    service has its signer checked and set at start (:mod:`services.runtime.trust.startup`)."""
     global _signer
     if _signer is _UNSET:
         path = SigningSettings().signing_key
@@ -153,7 +155,8 @@ def process_signer() -> Signer | None:
 
 
 def process_verifier() -> Verifier | None:
-    """The verifier of this process (``LIENTHONG_TRUST_STORE``), or None: nothing is verified."""
+    """The verifier of this process (``LIENTHONG_TRUST_STORE``), or None: nothing is verified. A
+    service has its verifier checked and set at start (:mod:`services.runtime.trust.startup`)."""
     global _verifier
     if _verifier is _UNSET:
         path = SigningSettings().trust_store

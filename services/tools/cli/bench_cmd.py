@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 
 import typer
 
-from services.tools.bench.runner import BenchPlan, run_all, table, write_json
+from services.tools.bench.runner import (
+    BenchPlan,
+    replicas_table,
+    run_all,
+    run_replicas_only,
+    table,
+    write_json,
+)
 
 T = TypeVar("T")
 
@@ -40,12 +47,26 @@ def bench(
     rounds: int | None = typer.Option(
         None, "--rounds", min=1, help="Rounds of raw then hop (3; 1 with --quick); the median is reported."
     ),
+    replicas_only: bool = typer.Option(
+        False,
+        "--replicas-only",
+        help="Only the database and replicas part (SQLite vs PostgreSQL, one instance vs two, a rolling "
+        "restart), on its own broker: about a third of the full run.",
+    ),
 ) -> None:
     """Starts its own broker (or uses KAFKA_BOOTSTRAP_SERVERS) and runs every part in one run."""
     plan = BenchPlan.quick(messages) if quick else BenchPlan(**({"messages": messages} if messages else {}))
     if rounds is not None:
         plan = dataclasses.replace(plan, rounds=rounds)
-    result = run_on_uvloop(run_all(plan, say=lambda line: typer.echo(line, err=True)))
-    typer.echo(table(result))
+
+    def say(line: str) -> None:
+        typer.echo(line, err=True)
+
+    if replicas_only:
+        result = run_on_uvloop(run_replicas_only(plan, say=say))
+        typer.echo(replicas_table(result))
+    else:
+        result = run_on_uvloop(run_all(plan, say=say))
+        typer.echo(table(result))
     write_json(result, json_path)
     typer.echo(f"\nwritten to {json_path}")

@@ -14,7 +14,6 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.runtime.failures import dead_letter_replay
 from services.runtime.observe.logs import mask_value
-from services.runtime.shell.settings import KafkaSettings, client_security_options
 from services.tools.cli import target
 
 T = TypeVar("T")
@@ -35,18 +34,17 @@ def _run(coroutine: Coroutine[Any, Any, T], bootstrap: str) -> T:
 _BOOTSTRAP = typer.Option(None, "--bootstrap-servers", help=target.bootstrap_help("to read"))
 _PREFIX = typer.Option(None, "--prefix", help=target.PREFIX_HELP)
 _AGENCY = typer.Option(None, "--agency", help="Only this agency's dead letters (land, tax, …).")
-_CLASS = typer.Option(None, "--error-class", help="poison, transient, protocol, internal or signature.")
+_CLASS = typer.Option(
+    None, "--error-class", help="poison, transient, protocol, internal, signature or authorization."
+)
 _SINCE = typer.Option(None, "--since", help="ISO time, or a duration back from now: 30m, 2h, 1d.")
 
 
-def _cluster(bootstrap: str | None, prefix: str | None) -> tuple[str, str]:
+def _cluster(bootstrap: str | None, prefix: str | None) -> tuple[str, str, dict[str, Any]]:
+    """The cluster, its topic prefix and the client options that reach it: SASL/TLS from the
+    environment (LIENTHONG_SECURITY_PROTOCOL, …), or the running local stack's credentials."""
     chosen = target.kafka(bootstrap, prefix)
-    return chosen.bootstrap_servers, chosen.topic_prefix
-
-
-def _security(bootstrap: str) -> dict[str, Any]:
-    """SASL/TLS options from the environment (LIENTHONG_SECURITY_PROTOCOL, …) for a secured cluster."""
-    return client_security_options(KafkaSettings(bootstrap_servers=bootstrap))
+    return chosen.bootstrap_servers, chosen.topic_prefix, chosen.client_options()
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -63,12 +61,13 @@ def parse_since(value: str | None) -> datetime | None:
 def _selected(
     bootstrap: str,
     prefix: str,
+    security: dict[str, Any],
     ids: list[str],
     agency: str | None,
     error_class: str | None,
     since: str | None,
 ) -> list[dead_letter_replay.DeadLetter]:
-    letters = _run(dead_letter_replay.read_dead_letters(bootstrap, prefix, **_security(bootstrap)), bootstrap)
+    letters = _run(dead_letter_replay.read_dead_letters(bootstrap, prefix, **security), bootstrap)
     return dead_letter_replay.select(
         letters, ids=ids, agency=agency, error_class=error_class, since=parse_since(since)
     )
@@ -83,12 +82,10 @@ def list_letters(
     since: str | None = _SINCE,
 ) -> None:
     """One line per dead letter: id, time, agency, error class, attempts, reason; and if replayed."""
-    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
-    letters = _selected(bootstrap, prefix, [], agency, error_class, since)
+    bootstrap, prefix, security = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, security, [], agency, error_class, since)
     replayed = (
-        _run(dead_letter_replay.replayed_ids(bootstrap, prefix, **_security(bootstrap)), bootstrap)
-        if letters
-        else set()
+        _run(dead_letter_replay.replayed_ids(bootstrap, prefix, **security), bootstrap) if letters else set()
     )
     for letter in letters:
         mark = "replayed" if letter.id in replayed else ""
@@ -107,8 +104,8 @@ def show(
     unmask: bool = typer.Option(False, "--unmask", help="Show personal data (recorded use only)."),
 ) -> None:
     """A dead letter's context headers and its payload, with personal data masked unless --unmask."""
-    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
-    letters = _selected(bootstrap, prefix, [letter_id], None, None, None)
+    bootstrap, prefix, security = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, security, [letter_id], None, None, None)
     if not letters:
         typer.secho(f"no dead letter {letter_id}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -140,13 +137,13 @@ def replay_letters(
             "name dead letters, or select them with --agency/--error-class/--since, or --all", err=True
         )
         raise typer.Exit(2)
-    bootstrap, prefix = _cluster(bootstrap_option, prefix_option)
-    letters = _selected(bootstrap, prefix, ids or [], agency, error_class, since)
+    bootstrap, prefix, security = _cluster(bootstrap_option, prefix_option)
+    letters = _selected(bootstrap, prefix, security, ids or [], agency, error_class, since)
     if dry_run:
         for letter in letters:
             typer.echo(f"would replay {letter.id} -> {letter.replay_topic}")
         return
     report = asyncio.run(
-        dead_letter_replay.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate, **_security(bootstrap))
+        dead_letter_replay.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate, **security)
     )
     typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)} replayed before")

@@ -1,8 +1,13 @@
-"""``lienthong keys new|list|rotate|remove``: producers' signing keys and the trust store.
+"""``lienthong keys new|list|rotate|remove|k8s-secrets|compose-secrets``: producers' signing keys and
+the trust store, and the Secrets of a deployment.
 
 The private key goes to ``--private-dir`` (default ``$LIENTHONG_DATA_DIR/keys``, never the repository;
 the file is readable by its owner only); the public key goes to the trust store ``--trust-store``
 (default ``deploy/keys``), which consumers read through ``LIENTHONG_TRUST_STORE``.
+
+``k8s-secrets`` writes the Kubernetes Secrets the kustomize base reads (a signing key per producer,
+the trust store, a Kafka principal per process) with a kustomization to apply them;
+``compose-secrets`` fills the Compose file's secrets volume (its one-shot ``keys`` job runs it).
 """
 
 from __future__ import annotations
@@ -102,3 +107,35 @@ def remove(key_id: str = typer.Argument(...), trust_store: Path | None = _TRUST)
         typer.echo(f"no trusted key {key_id} in {trusted}", err=True)
         raise typer.Exit(1)
     typer.echo(f"removed {key_id}")
+
+
+_OUT = typer.Option(..., "--out", help="Directory to write into (never the repository).")
+
+
+@app.command("k8s-secrets")
+def k8s_secrets(
+    out: Path = _OUT, private_dir: Path | None = _PRIVATE, trust_store: Path | None = _TRUST
+) -> None:
+    """Write the Kubernetes Secrets of a deployment: each producer's signing key (made, and trusted,
+    when it has none), the trust store, and each process's Kafka principal with a random password
+    (kept when written before); then `kubectl apply -k OUT`."""
+    from services.tools.deploy.secrets import write_k8s_secrets
+
+    private, trusted = _dirs(private_dir, trust_store)
+    try:
+        written = write_k8s_secrets(out, private, trusted)
+    except keys.KeyFileError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {len(written) - 1} Secrets and a kustomization in {out}: kubectl apply -k {out}")
+    typer.echo(f"  private keys: {private} (keep them there, or in your vault, and nowhere else)")
+
+
+@app.command("compose-secrets")
+def compose_secrets(out: Path = _OUT) -> None:
+    """Fill a Docker Compose secrets volume: signing keys, trust store, Kafka and database passwords
+    (what is already there is kept)."""
+    from services.tools.deploy.secrets import write_compose_secrets
+
+    written = write_compose_secrets(out)
+    typer.echo(f"secrets in {out}: {len(written)} files (signing keys and trust store kept as they were)")

@@ -37,6 +37,13 @@ def run(
         help="Instances of every service (intake, router, tracker, each connector); more than one needs"
         " --database postgres.",
     ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Run the broker in PLAINTEXT without principals or ACLs (and reuse a running `lienthong broker"
+        " start` broker). By default the broker asks for SASL/SCRAM, every service connects as its own"
+        " principal under ACLs; the events are signed and verified either way.",
+    ),
 ) -> None:
     """Start the broker, the agency sandboxes and every service, and feed sample dossiers.
 
@@ -73,6 +80,7 @@ def run(
             free_ports=free_ports,
             database=chosen,
             replicas=replicas,
+            secure=not insecure,
         )
         stopped_by = run_stack(options, typer.echo)
     except (BrokerError, PostgresError, NewerSchema) as error:

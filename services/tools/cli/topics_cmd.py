@@ -168,6 +168,7 @@ def create(
                     replication_factor=replication_factor,
                     min_insync_replicas=min_insync_replicas,
                     dry_run=dry_run,
+                    **cluster.client_options(),
                 )
             )
         except ReplicationError as error:

@@ -4,17 +4,24 @@ each exactly the topics and consumer groups it uses (see :meth:`LocalKafkaBroker
 A connector's principal is ``connector-<agency>``: it reads and writes its own agency's topics (the
 requests, their retry tiers and dead-letter topic share the ``handoff.<agency>.requested`` prefix),
 writes outcomes, and uses its own consumer groups; it cannot read another agency's requests.
+
+The tracker reads every topic it projects and, for its supervision page's replay button
+(:mod:`services.runtime.failures.dead_letter_replay`), every dead-letter topic and the replay log: a
+replay writes the record back to the topic it failed on and records itself on ``dlq.replays``. It
+reads those without a consumer group.
 """
 
 from __future__ import annotations
 
 from schemas.agencies import Agency
 from schemas.topics import (
+    DLQ_REPLAYS,
     DLQ_SUFFIX,
     DOSSIER_CLOSED,
     DOSSIER_RECEIVED,
     DOSSIER_STATUS,
     HANDOFF_OUTCOME,
+    all_topics,
     requests_topic,
 )
 from services.tools.localkafka.broker import Acl
@@ -37,6 +44,9 @@ def service_acls(prefix: str = "") -> dict[str, list[Acl]]:
     received, outcome = prefix + DOSSIER_RECEIVED, prefix + HANDOFF_OUTCOME
     status, closed = prefix + DOSSIER_STATUS, prefix + DOSSIER_CLOSED
     all_requests = [requests_topic(a, prefix) for a in Agency]
+    dead_letters = [t.name for t in all_topics(prefix) if t.name.endswith(DLQ_SUFFIX)]
+    replayed_to = [name.removesuffix(DLQ_SUFFIX) for name in dead_letters]  # where a replay goes
+    replays = prefix + DLQ_REPLAYS
     acls: dict[str, list[Acl]] = {
         "intake": _topics("intake", "write", received),
         "router": [
@@ -50,6 +60,9 @@ def service_acls(prefix: str = "") -> dict[str, list[Acl]]:
             *_topics("tracker", "read", received, outcome, status, closed, *all_requests),
             *_topics("tracker", "write", status + DLQ_SUFFIX, closed + DLQ_SUFFIX),
             _group("tracker", prefix + "tracker"),
+            # the replay button
+            *_topics("tracker", "read", *dead_letters, replays),
+            *_topics("tracker", "write", *dict.fromkeys(replayed_to), replays),
         ],
     }
     for agency in Agency:

@@ -221,6 +221,33 @@ _OPERATIONS = {"read": 3, "write": 4, "create": 5, "describe": 8, "idempotent_wr
 _LITERAL, _PREFIXED, _ALLOW = 3, 4, 3
 
 
+async def create_acls(bootstrap_servers: str, acls: Sequence[Acl], **client_options: Any) -> None:
+    """Create ALLOW rules (Kafka's CreateAcls request) with a super user's ``client_options``;
+    creating a rule that exists already changes nothing."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options)
+    await admin.start()
+    try:
+        for acl in acls:
+            request = CreateAclsRequest(
+                _RESOURCE_TYPES[acl.resource],
+                acl.name,
+                _PREFIXED if acl.prefixed else _LITERAL,
+                f"User:{acl.principal}",
+                "*",
+                _OPERATIONS[acl.operation],
+                _ALLOW,
+            )
+            response = await admin._send_request(request)
+            for error_code, message in response.creation_responses:
+                if error_code:
+                    raise BrokerError(f"creating {acl} failed: error {error_code} {message}")
+    finally:
+        await admin.close()
+
+
 class LocalKafkaBroker:
     """One KRaft broker+controller JVM with its data in ``work_dir``.
 
@@ -287,29 +314,8 @@ class LocalKafkaBroker:
         }
 
     async def add_acls(self, acls: Sequence[Acl]) -> None:
-        """Create ALLOW rules, as the super user (Kafka's CreateAcls request)."""
-        from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.protocol.admin import CreateAclsRequest
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self.client_options())
-        await admin.start()
-        try:
-            for acl in acls:
-                request = CreateAclsRequest(
-                    _RESOURCE_TYPES[acl.resource],
-                    acl.name,
-                    _PREFIXED if acl.prefixed else _LITERAL,
-                    f"User:{acl.principal}",
-                    "*",
-                    _OPERATIONS[acl.operation],
-                    _ALLOW,
-                )
-                response = await admin._send_request(request)
-                for error_code, message in response.creation_responses:
-                    if error_code:
-                        raise BrokerError(f"creating {acl} failed: error {error_code} {message}")
-        finally:
-            await admin.close()
+        """Create ALLOW rules, as the super user (see :func:`create_acls`)."""
+        await create_acls(self.bootstrap_servers, acls, **self.client_options())
 
     @property
     def pid(self) -> int | None:

@@ -8,6 +8,11 @@ by where it went.
 ``lienthong run`` records itself while it runs, one small JSON file per run (:func:`recorded`) in
 ``$LIENTHONG_STACK_STATE_DIR`` (default: ``stacks/`` in the cache). A file whose process is gone, or
 whose pid now belongs to another process, is stale: it is ignored and removed.
+
+A stack whose broker asks for credentials (SASL/SCRAM, as ``lienthong run``'s does) records where the
+password of its tools' principal is kept (never the password itself), so a command that found its
+broker reaches it too (:meth:`KafkaTarget.client_options`). A cluster given by option or environment
+is reached with the credentials of the environment (``LIENTHONG_SECURITY_PROTOCOL``, ``LIENTHONG_SASL_*``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from services.runtime.shell.settings import KafkaSettings, client_security_options
 from services.tools.localkafka import daemon
 from services.tools.localkafka.jars import cache_root
 from services.tools.localkafka.process import pid_alive
@@ -56,12 +63,25 @@ class StackState:
     data_dir: str  # the services' LIENTHONG_DATA_DIR (the tracker's handoff log is there)
     tracker_url: str
     started_ticks: int | None = None
+    # A broker that asks for credentials: its SASL mechanism, and the tools' principal and password file.
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password_file: str | None = None
 
     @classmethod
     def of_this_process(
-        cls, bootstrap_servers: str, topic_prefix: str, work_dir: Path, data_dir: Path, tracker_url: str
+        cls,
+        bootstrap_servers: str,
+        topic_prefix: str,
+        work_dir: Path,
+        data_dir: Path,
+        tracker_url: str,
+        *,
+        sasl: tuple[str, str, Path] | None = None,
     ) -> StackState:
+        """``sasl``: the mechanism, principal and password file the stack's tools use on its broker."""
         pid = os.getpid()
+        mechanism, username, password_file = sasl if sasl is not None else (None, None, None)
         return cls(
             pid=pid,
             bootstrap_servers=bootstrap_servers,
@@ -70,6 +90,9 @@ class StackState:
             data_dir=str(data_dir.resolve()),
             tracker_url=tracker_url,
             started_ticks=process_start_ticks(pid),
+            sasl_mechanism=mechanism,
+            sasl_username=username,
+            sasl_password_file=str(password_file.resolve()) if password_file is not None else None,
         )
 
     def alive(self) -> bool:
@@ -137,6 +160,21 @@ class KafkaTarget:
     topic_prefix: str
     source: str  # "option", "environment", "stack", "daemon" or "default"
     notice: str | None = None
+    stack: StackState | None = None  # the running stack whose broker this is (source "stack")
+
+    def client_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments to reach the cluster: the running stack's tools' credentials
+        when it is its broker and that asks for some, else those of the environment."""
+        stack = self.stack
+        if stack is not None and stack.sasl_username and stack.sasl_password_file:
+            password = Path(stack.sasl_password_file).read_text(encoding="utf-8").strip()
+            return {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": stack.sasl_mechanism or "SCRAM-SHA-512",
+                "sasl_plain_username": stack.sasl_username,
+                "sasl_plain_password": password,
+            }
+        return client_security_options(KafkaSettings(bootstrap_servers=self.bootstrap_servers))
 
 
 def _stack_notice(stack: StackState, others: int) -> str:
@@ -171,7 +209,7 @@ def choose_kafka(
         notice = _stack_notice(stack, len(stacks) - 1)
         if chosen:
             notice += f", topic prefix {chosen!r}"
-        return KafkaTarget(stack.bootstrap_servers, chosen, "stack", notice)
+        return KafkaTarget(stack.bootstrap_servers, chosen, "stack", notice, stack)
     broker = running_daemon()
     if broker is not None:
         return KafkaTarget(

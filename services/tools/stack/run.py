@@ -14,6 +14,12 @@ programs started in the work folder (:class:`services.tools.localpg.server.Local
 with a new database for the run. ``--replicas N`` then runs N instances of every service (the
 sandboxes stay single); the submissions are spread over the intakes, and the run prints which
 instance holds which partitions, again whenever that changes.
+
+The run is secured as a deployment is (:mod:`services.tools.stack.secured`): its own broker asks for
+SASL/SCRAM and enforces ACLs, every service connects as its own principal and signs its events with
+its own key, and every consumer verifies what it reads. ``--insecure`` runs the broker in PLAINTEXT
+without ACLs (and then reuses a running ``lienthong broker start`` broker); the events stay signed.
+A cluster given in ``KAFKA_BOOTSTRAP_SERVERS`` is used as it is: its principals and ACLs are its own.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from services.tools.localkafka.process import port_open
 from services.tools.localpg.server import LocalPostgres, drop_database, redacted, server_folder
 from services.tools.stack import discovery
 from services.tools.stack.migrations import check_reachable
+from services.tools.stack.secured import StackAccess, secured_local_broker
 from services.tools.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts, connector_kind
 from services.tools.stack.traffic import Submitted, Traffic
 
@@ -62,6 +69,7 @@ class RunOptions:
     free_ports: bool = False  # free ports instead of the documented fixed ones (StackPorts.fixed)
     database: str = "sqlite"  # or "postgres" (DATABASES)
     replicas: int = 1  # instances of every service (more than one needs "postgres")
+    secure: bool = True  # SASL/SCRAM, one principal per service, ACLs (secured_broker)
 
 
 DATABASES = ("sqlite", "postgres")
@@ -201,15 +209,43 @@ class StopSignals:
 
 
 @contextmanager
-def _kafka(work_dir: Path) -> Iterator[KafkaEndpoint]:
-    """A broker started with `lienthong broker start` is reused; otherwise the usual choice."""
+def run_kafka(work_dir: Path, secure: bool = True) -> Iterator[tuple[KafkaEndpoint, StackAccess | None]]:
+    """The cluster in ``KAFKA_BOOTSTRAP_SERVERS``, as it is; else, secured, the run's own broker with
+    SASL/SCRAM and ACLs. Insecure: a broker started with `lienthong broker start` is reused, otherwise
+    the run's own PLAINTEXT broker."""
+    if secure and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        with secured_local_broker(work_dir / "kafka") as (broker, access):
+            dist = broker.distribution
+            yield (
+                KafkaEndpoint(
+                    broker.bootstrap_servers,
+                    "local",
+                    f"the local Kafka broker (Apache Kafka {dist.version} jars from {dist.source}, "
+                    f"no Docker) at {broker.bootstrap_servers}, SASL/SCRAM with ACLs",
+                    broker,
+                ),
+                access,
+            )
+        return
     running = daemon.status()
-    if running.running and running.state is not None:
+    if not secure and running.running and running.state is not None:
         bootstrap = running.state.bootstrap_servers
-        yield KafkaEndpoint(bootstrap, "local", f"the running local broker at {bootstrap}")
+        yield KafkaEndpoint(bootstrap, "local", f"the running local broker at {bootstrap}"), None
         return
     with kafka_endpoint(work_dir / "kafka", allow_docker=False) as endpoint:
-        yield endpoint
+        yield endpoint, None
+
+
+def security_lines(stack: LocalStack) -> list[str]:
+    """What the run prints about how its processes are kept apart."""
+    keys = f"events signed with each producer's own key ({stack.private_keys_dir}), verified on reading"
+    if stack.access is None:
+        return [f"  security        {keys}; Kafka without principals or ACLs"]
+    folder = stack.access.admin_password_file.parent
+    return [
+        f"  security        SASL/SCRAM, a Kafka principal per service with its ACLs (passwords in {folder});",
+        f"                  {keys}",
+    ]
 
 
 def _check_ports(ports: StackPorts) -> None:
@@ -425,14 +461,20 @@ def partitions_header(replicas: int) -> str:
     return f"Partitions ({replicas} instances of every service, one consumer group per service):"
 
 
-def inspect_lines(bootstrap_servers: str) -> list[str]:
+def inspect_lines(bootstrap_servers: str, access: StackAccess | None = None) -> list[str]:
     """What the run prints about the commands that look into it from another shell."""
+    elsewhere = f"  elsewhere add --bootstrap-servers {bootstrap_servers}"
+    if access is not None:
+        elsewhere += (
+            f" and LIENTHONG_SECURITY_PROTOCOL=SASL_PLAINTEXT LIENTHONG_SASL_USERNAME={access.admin_username}"
+            f" LIENTHONG_SASL_PASSWORD=$(cat {access.admin_password_file})"
+        )
     return [
-        "Inspect it from another shell; these find this stack's broker and data by themselves:",
+        "Inspect it from another shell; these find this stack's broker, credentials and data by themselves:",
         "  lienthong dlq list                  (dead letters; dlq show <id>, dlq replay)",
         "  lienthong topics create --dry-run   (the declared topics, those present marked)",
         "  lienthong audit show <dossier id>   (a dossier's chain of custody)",
-        f"  elsewhere add --bootstrap-servers {bootstrap_servers}",
+        elsewhere,
     ]
 
 
@@ -459,7 +501,10 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
         )
     if options.work_dir.exists():
         shutil.rmtree(options.work_dir / "stack", ignore_errors=True)
-    with _database(options, echo) as database_url, _kafka(options.work_dir) as kafka:
+    with (
+        _database(options, echo) as database_url,
+        run_kafka(options.work_dir, options.secure) as (kafka, access),
+    ):
         echo(f"Kafka: {kafka.description}")
         stack = LocalStack(
             kafka.bootstrap_servers,
@@ -468,6 +513,7 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
             ports=ports,
             replicas=options.replicas,
             database_url=database_url,
+            access=access,
         )
         what = "the services" if options.replicas == 1 else f"{options.replicas} instances of every service"
         echo(f"Starting the agency sandboxes and {what} …")
@@ -486,11 +532,13 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
             for agency in agencies:
                 echo(f"  sandbox {agency.value:<19} {stack.sandbox_url(agency)}")
             echo(f"  logs            {stack.log_dir}")
+            for line in security_lines(stack):
+                echo(line)
             if options.replicas > 1:
                 echo(partitions_header(options.replicas))
                 for line in stack.assignment_lines():
                     echo(f"  {line}")
-            for line in inspect_lines(stack.bootstrap_servers):
+            for line in inspect_lines(stack.bootstrap_servers, access):
                 echo(line)
             echo("Sample dossiers are flowing; Ctrl-C (or SIGTERM) stops everything.")
             traffic = Traffic(
@@ -513,6 +561,9 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
                 options.work_dir,
                 stack.work_dir / "data",
                 stack.tracker_url,
+                sasl=(access.mechanism, access.admin_username, access.admin_password_file)
+                if access
+                else None,
             )
             with discovery.recorded(state), _prometheus(options, echo):
                 stop.serving()

@@ -9,6 +9,12 @@ its schemas first, as ``lienthong db migrate`` does), and with ``replicas`` N it
 intake, router, tracker and each connector — ``router-1``, ``router-2``, … on ports of their own, in
 the same consumer groups, on the same database — while the sandboxes stay single. A single instance of
 a service keeps its plain name (``router``), and the first instance the documented port.
+
+Every service signs what it emits with its own key and verifies what it reads against the stack's
+trust store (the keys are made on the first start, in ``work_dir``). With ``access`` (a broker that
+:mod:`services.tools.stack.secured` started, as ``lienthong run`` does) each service also connects as
+its own principal, and the stack grants the principals their ACLs; without it the services connect
+as the broker lets them (the tests' PLAINTEXT broker).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from schemas.agencies import Agency
 from services.runtime.shell.topics_admin import ensure_declared_topics
@@ -25,6 +32,7 @@ from services.runtime.trust.keys import ensure_key, private_key_path
 from services.tools.localkafka.process import free_port
 from services.tools.stack.membership import Group, MemberNames, describe_groups, partitions_text, run_sync
 from services.tools.stack.processes import ManagedProcess
+from services.tools.stack.secured import StackAccess
 
 HOST = "127.0.0.1"
 DEFAULT_AGENCIES: tuple[Agency, ...] = tuple(Agency)  # every agency has a connector and a sandbox
@@ -117,11 +125,14 @@ class LocalStack:
         service_env: Mapping[str, str] | None = None,
         replicas: int = 1,
         database_url: str | None = None,
+        access: StackAccess | None = None,
     ) -> None:
         """``database_url``: the PostgreSQL database of every service's state (also taken from
         ``service_env``'s ``LIENTHONG_DATABASE_URL``); None keeps each store in its SQLite file under
         ``work_dir``, whatever this process's environment says. ``replicas``: instances of each
-        service (more than one needs ``database_url``: a SQLite file belongs to one process)."""
+        service (more than one needs ``database_url``: a SQLite file belongs to one process).
+        ``access``: the principals of a secured broker (SASL/SCRAM and ACLs); None for a broker that
+        asks for none."""
         self.bootstrap_servers = bootstrap_servers
         self.work_dir = work_dir
         self.topic_prefix = topic_prefix
@@ -138,6 +149,7 @@ class LocalStack:
                 "a SQLite store belongs to one process"
             )
         self.replicas = replicas
+        self.access = access
         self.log_dir = work_dir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
         # Event signing: one key per producer, made on first start (kept across restarts of the stack).
@@ -163,6 +175,17 @@ class LocalStack:
 
     def sandbox_url(self, agency: Agency) -> str:
         return self.url(self.ports.sandboxes[agency])
+
+    @property
+    def secured(self) -> bool:
+        """Whether each service connects as its own principal, under ACLs."""
+        return self.access is not None
+
+    def client_options(self, principal: str | None = None) -> dict[str, Any]:
+        """aiokafka keyword arguments to reach the stack's broker: as ``principal`` (a service's
+        name: ``intake``, ``connector-land``), else as the stack's tools do (the super user);
+        nothing on a broker that asks for no credentials."""
+        return self.access.options(principal) if self.access is not None else {}
 
     def kinds(self) -> list[str]:
         """The services, in the order they start: tracker, router, the connectors, intake."""
@@ -217,6 +240,7 @@ class LocalStack:
             "LIENTHONG_HOST": HOST,
             "LIENTHONG_PORT": str(port),
             "LIENTHONG_TRUST_STORE": str(self.trust_store),
+            "LIENTHONG_INSECURE_DEV": "0",  # every service has its keys here: none may start without
             "LIENTHONG_LOCAL_STACK": "1",  # topics kept in one copy are expected here: no warning
             **{agency_url_variable(a): self.sandbox_url(a) for a in self.agencies},
             **self.service_env,
@@ -241,6 +265,8 @@ class LocalStack:
                 env["LIENTHONG_SIGNING_KEY"] = keys[kind]
             if kind.startswith("connector-"):
                 env["LIENTHONG_AGENCY"] = kind.removeprefix("connector-")
+            if self.access is not None:
+                env |= self.access.service_env(kind)  # the principals are named as the kinds
             for instance in instances:
                 self._add(instance.name, service_module(kind), instance.port, ready=True, **env)
 
@@ -274,7 +300,11 @@ class LocalStack:
         settled on the round before (which is how the stack knows which group member is which)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "agencies").mkdir(parents=True, exist_ok=True)
-        asyncio.run(ensure_declared_topics(self.bootstrap_servers, self.topic_prefix))
+        asyncio.run(
+            ensure_declared_topics(self.bootstrap_servers, self.topic_prefix, **self.client_options())
+        )
+        if self.access is not None:
+            asyncio.run(self.access.grant(self.bootstrap_servers, self.topic_prefix))
         if self.database_url:
             from services.tools.stack.migrations import migrate_all
 
@@ -357,7 +387,7 @@ class LocalStack:
     # --- who holds which partitions ---
 
     def _describe(self, groups: Sequence[str]) -> dict[str, Group]:
-        return run_sync(describe_groups(self.bootstrap_servers, groups))
+        return run_sync(describe_groups(self.bootstrap_servers, groups, self.client_options()))
 
     def _running(self, kind: str) -> list[str]:
         return [i.name for i in self.service_instances[kind] if self.processes[i.name].is_running()]
