@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/lienthong broker prepare
+	$(BIN)/python -m services.tools.localoidc prepare
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -66,6 +66,11 @@ ActionName = Annotated[
     Field(description="What the agency is asked to do; one of the agency's actions."),
 ]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ClientId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[\x21-\x7e]{1,255}$"),
+    Field(description="An OAuth client id: a client system, never a person."),
+]
 JsonObject = dict[str, JsonValue]
 
 
@@ -123,6 +128,12 @@ class DossierReceivedData(BaseModel):
         description="When the statutory clock starts (the next working day if received after 15:00)."
     )
     due_at: UtcDatetime = Field(description="Statutory due date printed on the appointment receipt.")
+    submitted_by: ClientId | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # absent, not null, where intake does not authenticate
+        description="The client system that submitted the dossier (its OAuth client id), where intake"
+        " authenticates submissions; never a person.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -21,6 +21,8 @@ from services.tools.localpg.server import (
     find_binaries,
 )
 
+pytest_plugins = ["tests.oidc_fixtures"]  # the real OpenID Connect provider (`oidc_provider`)
+
 DATABASE_URL_ENV = "LIENTHONG_TEST_DATABASE_URL"
 _used: list[KafkaEndpoint] = []
 _used_postgres: list[PostgresEndpoint] = []

@@ -220,6 +220,7 @@ async def lienthong_dlq_replay(stack: LocalStack, *selection: str) -> subprocess
     command = [
         sys.executable, "-m", "services.tools.cli", "dlq", "replay", *selection,
         "--bootstrap-servers", stack.bootstrap_servers, "--prefix", stack.topic_prefix,
+        "--signing-key", str(stack.replay_key),
     ]  # fmt: skip
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=120, check=False

@@ -58,6 +58,7 @@ from services.runtime.failures.table import (
 from services.runtime.observe.metrics import METRICS
 from services.runtime.storage.database import Connection
 from services.runtime.storage.outbox import OutboxRelay, OutgoingRecord
+from services.runtime.trust import header_signing, signing
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,10 @@ class ConnectorHost:
             headers.FAILING_SINCE: record.headers.get(headers.FAILING_SINCE, now.isoformat()),
             headers.LAST_ERROR: describe(error, 300),
         }
+        # The attempt (and a replay id carried) changes the copy's dedupe key: signed, or refused.
+        retry_headers = header_signing.signed_if_possible(
+            signing.process_signer(), request.event_id, retry_headers
+        )
         self.metrics.sent_to_tier(tier.name)
         log.info(
             "handoff %s to %s delayed %s (attempt %d): %s",

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from schemas.catalog import Procedure
 from schemas.events import Channel
+from services.intake.auth import SubmissionAuth
 from services.intake.contract import (
     PROCEDURE_RESPONSES,
     SUBMIT_RESPONSES,
@@ -105,8 +106,15 @@ def utc_now() -> datetime:
 
 
 def add_routes(
-    app: FastAPI, intake: Intake, relay: OutboxRelay | None, *, now: Callable[[], datetime] = utc_now
+    app: FastAPI,
+    intake: Intake,
+    relay: OutboxRelay | None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    auth: SubmissionAuth | None = None,
 ) -> None:
+    """The routes; with ``auth``, POST /dossiers takes only client systems with a valid token that the
+    client map lets submit the dossier's channel and procedure (see :mod:`services.intake.auth`)."""
     install_schemas(app, intake.catalog)
 
     @app.get("/procedures", tags=["catalog"], response_model=list[ProcedureView])
@@ -159,7 +167,14 @@ def add_routes(
         ] = None,
     ) -> JSONResponse:
         """Receive a dossier. Send a unique Idempotency-Key: a retry with the same key and body returns
-        the same dossier; the same key with another body is refused."""
+        the same dossier; the same key with another body is refused. Where intake authenticates client
+        systems, send their access token (Authorization: Bearer)."""
+        submitted_by: str | None = None
+        if auth is not None:
+            client = await auth.client_id(request.headers.get("authorization"))
+            if isinstance(client, JSONResponse):
+                return client
+            submitted_by = client
         if not idempotency_key or not idempotency_key.strip():
             METRICS.intake_rejected(RejectionKind.MISSING_IDEMPOTENCY_KEY)
             return _problem(400, "the Idempotency-Key header is required (one unique value per dossier)")
@@ -180,8 +195,12 @@ def add_routes(
         if body is None:
             METRICS.intake_rejected(RejectionKind.TOO_LARGE)
             return _problem(413, f"the dossier is larger than {MAX_BODY_BYTES} bytes")
+        if auth is not None and submitted_by is not None:
+            refused_client = auth.refusal(submitted_by, body)
+            if refused_client is not None:
+                return refused_client
         try:
-            response, created = intake.accept(idempotency_key, body, now())
+            response, created = intake.accept(idempotency_key, body, now(), submitted_by=submitted_by)
         except InvalidSubmission as invalid:
             METRICS.intake_rejected(rejection_kind(invalid))
             return _problem(422, invalid.detail, invalid.errors)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import Field
@@ -14,6 +15,7 @@ from schemas.events import DossierReceived
 from schemas.topics import DOSSIER_RECEIVED
 from schemas.workdays import default_calendar
 from services.intake.api import add_routes, utc_now
+from services.intake.auth import AUDIENCE, submission_auth
 from services.intake.intake import Intake
 from services.intake.store import IntakeStore
 from services.runtime.observe.metrics import Service
@@ -25,6 +27,17 @@ from services.runtime.storage.database import store_location
 
 class IntakeSettings(ServiceSettings):
     port: int = Field(default=8000)
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="The OpenID Connect issuer whose client-credentials tokens intake requires on POST"
+        " /dossiers; unset: submissions are not authenticated (a warning at start says so).",
+    )
+    oidc_audience: str = Field(default=AUDIENCE, description="The `aud` a token for intake must carry.")
+    oidc_clients_file: Path | None = Field(
+        default=None,
+        description="The client map (YAML, e.g. deploy/oidc/clients.yaml): the channels and procedures"
+        " each client system may submit. Required with oidc_issuer.",
+    )
 
 
 def build_app(settings: IntakeSettings | None = None, *, now: Callable[[], datetime] = utc_now) -> FastAPI:
@@ -50,5 +63,8 @@ def build_app(settings: IntakeSettings | None = None, *, now: Callable[[], datet
         kafka=settings,
     )
     app.state.store = store
-    add_routes(app, intake, relay, now=now)
+    auth = submission_auth(
+        settings.oidc_issuer, settings.oidc_audience, settings.oidc_clients_file, catalog, now
+    )
+    add_routes(app, intake, relay, now=now, auth=auth)
     return app

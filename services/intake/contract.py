@@ -88,6 +88,10 @@ SUBMIT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         },
     },
     400: _problem("The Idempotency-Key header is missing or not 1-200 visible ASCII characters."),
+    401: _problem("Where intake authenticates client systems: no access token, or one that is not valid."),
+    403: _problem(
+        "Where intake authenticates client systems: this client may not submit that channel or procedure."
+    ),
     413: _problem(f"The body is larger than {MAX_BODY_BYTES} bytes."),
     415: _problem("The body is not declared as Content-Type: application/json (UTF-8)."),
     422: _problem(

@@ -34,14 +34,17 @@ class Intake:
         self.calendar = calendar
         self.topic = topic_prefix + DOSSIER_RECEIVED
 
-    def accept(self, key: str, body: bytes, now: datetime) -> tuple[dict[str, Any], bool]:
+    def accept(
+        self, key: str, body: bytes, now: datetime, *, submitted_by: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """The dossier's receipt, and whether this call created it (False: the key's earlier answer).
-        A new dossier starts its trace here (when tracing is on)."""
+        ``submitted_by``: the authenticated client system's id, recorded in the event. A new dossier
+        starts its trace here (when tracing is on)."""
         with start_trace("dossier received", PRODUCER) as traceparent:
-            return self._accept(key, body, now, traceparent)
+            return self._accept(key, body, now, traceparent, submitted_by)
 
     def _accept(
-        self, key: str, body: bytes, now: datetime, traceparent: str | None
+        self, key: str, body: bytes, now: datetime, traceparent: str | None, submitted_by: str | None
     ) -> tuple[dict[str, Any], bool]:
         stored = self.store.find(key)
         body_hash = request_hash(body)
@@ -52,7 +55,7 @@ class Intake:
 
         def build(number: int) -> tuple[str, dict[str, Any], list[Any]]:
             code = f"LT-{local_day:%y%m%d}-{number:06d}"
-            return self._build(submission, procedure, now, code, traceparent)
+            return self._build(submission, procedure, now, code, traceparent, submitted_by)
 
         return self.store.accept(key, body_hash, local_day, build)
 
@@ -63,6 +66,7 @@ class Intake:
         now: datetime,
         code: str,
         traceparent: str | None,
+        submitted_by: str | None,
     ) -> tuple[str, dict[str, Any], list[Any]]:
         clock_starts = self.calendar.closing(counting_starts(now, self.calendar)).astimezone(UTC)
         due = due_date(now, procedure.deadline_working_days, self.calendar)
@@ -78,6 +82,7 @@ class Intake:
             received_at=now,
             clock_starts_at=max(now, clock_starts),
             due_at=due.at.astimezone(UTC),
+            submitted_by=submitted_by,
         )
         event = DossierReceived.create(
             data=data, producer=PRODUCER, dossier_id=dossier_id, occurred_at=now, traceparent=traceparent

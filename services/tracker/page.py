@@ -28,6 +28,7 @@ from schemas.agencies import Agency
 from schemas.catalog import Catalog
 from schemas.workdays import WorkingCalendar
 from services.runtime.failures import dead_letter_replay
+from services.runtime.trust import signing
 from services.tracker.store import TrackerStore
 from services.tracker.views import DEFAULT_WAITING_ALERT, Clock, DossierSummary, TrackerViews, utc_now
 
@@ -203,9 +204,11 @@ def build_page(
     async def default_replayer(
         _: str, letters: Sequence[dead_letter_replay.DeadLetter]
     ) -> dead_letter_replay.ReplayReport:
+        # Signed with the tracker's key (a replayer: services.runtime.trust.header_signing).
         return await dead_letter_replay.replay(
-            bootstrap_servers, letters, prefix=topic_prefix, operator=REPLAY_OPERATOR, **options
-        )
+            bootstrap_servers, letters, prefix=topic_prefix, operator=REPLAY_OPERATOR,
+            signer=signing.process_signer(), **options,
+        )  # fmt: skip
 
     do_replay = replayer or default_replayer
     page = APIRouter(tags=["supervision page"], include_in_schema=False)

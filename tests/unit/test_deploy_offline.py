@@ -187,7 +187,7 @@ def test_keys_k8s_secrets_writes_every_secret_it_is_declared_to_supply(tmp_path:
         if SASL_USERNAME in document.get("stringData", {}):
             assert is_dns_label(document["stringData"][SASL_USERNAME])
     trust_store = next(o for o in written if o["metadata"]["name"] == "lienthong-trust-store")
-    assert len(trust_store["data"]) == len(bus_components()), "a public key per producer"
+    assert len(trust_store["data"]) == len(bus_components()) + 1, "a key per producer, and the dlq tool's"
     again = CliRunner().invoke(cli, arguments)
     assert again.exit_code == 0
     assert checks.kustomize_build(out) == written, "writing again changes no key and no password"

@@ -23,8 +23,9 @@ import contextlib
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import chain
 from typing import Any, Generic, Literal, TypeVar
@@ -46,9 +47,10 @@ from services.runtime.failures.dead_letter_records import Failure, dead_letter
 from services.runtime.failures.table import FailureClass, classify, describe
 from services.runtime.observe.metrics import METRICS, Service
 from services.runtime.observe.tracing import handling, tracing_enabled
+from services.runtime.shell.settings import SigningSettings
 from services.runtime.storage.outbox import OutboxRelay, OutgoingRecord
 from services.runtime.storage.store import ProcessingStore, Write
-from services.runtime.trust import signing
+from services.runtime.trust import header_signing, signing
 from services.runtime.trust.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,9 @@ Handlers = Mapping[type[Event], Handler]
 
 def dedupe_key(event: Event, record: ReceivedRecord) -> str:
     """What makes a delivery "the same" for deduplication: the event id, except that a pass through a
-    delay tier and an operator's replay are deliberate new deliveries of the same event."""
+    delay tier and an operator's replay are deliberate new deliveries of the same event. A consumer
+    that verifies reads these headers only once their signature is verified (:meth:`EventConsumer.parse`,
+    :mod:`services.runtime.trust.header_signing`)."""
     key = str(event.event_id)
     if replay := record.headers.get(headers.REPLAY_ID):
         key += f"#replay:{replay}"
@@ -152,6 +156,9 @@ class EventConsumer:
         verifier: Verifier | Literal["env"] | None = "env",
         gather_ms: int = 0,
         lookup_before_handling: bool = True,
+        retriers: Collection[str] | None = None,
+        max_event_age: timedelta | Literal["env"] = "env",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``handlers``: the event types this consumer accepts and the handler of each, called with the
         event and a :class:`Context` holding ``deps`` (the service's dependencies). ``observes``: topics
@@ -165,7 +172,11 @@ class EventConsumer:
         ``lookup_before_handling``: look a record's id up before calling its handler, so that a
         redelivery never calls an agency twice; a consumer whose handlers only compute a write (the
         tracker) leaves it to the commit, which applies nothing for an id it stored before, and
-        saves a query per record (a round trip on PostgreSQL)."""
+        saves a query per record (a round trip on PostgreSQL).
+        ``retriers``: the producers whose signature may set a retry attempt header (by default this
+        process's own, :func:`services.runtime.trust.signing.process_signer`); ``max_event_age``: the
+        age window (``LIENTHONG_MAX_EVENT_AGE`` by default), measured on ``clock``. Both apply only
+        when the consumer verifies (:mod:`services.runtime.trust.header_signing`)."""
         self.store = store
         self.relay = relay
         self.group_id = group_id
@@ -181,6 +192,12 @@ class EventConsumer:
             log.warning("consumer group %s does not verify event signatures (no trust store)", group_id)
         self.gather_ms = gather_ms
         self.lookup_before_handling = lookup_before_handling
+        if retriers is None:
+            own = signing.process_signer() if self.verifier is not None else None
+            retriers = [own.key.producer] if own is not None else []
+        self.retriers = frozenset(retriers)
+        self.max_event_age = SigningSettings().max_event_age if max_event_age == "env" else max_event_age
+        self.clock = clock
         # A consumer group is named after its service: "<prefix>router", "<prefix>connector-land".
         self.service = str(service or group_id.rsplit(".", 1)[-1].split("-")[0])
         self.metrics = METRICS.service(self.service)
@@ -299,7 +316,25 @@ class EventConsumer:
             raise KeyMismatch("the record key is not the event's dossier_id")
         if self.verifier is not None:  # after the contract checks: the signature covers a parsed event
             self.verifier.verify(event)
+            # The replay id and retry attempt change the dedupe key: only signed by who may set them.
+            header_signing.verify_headers(
+                self.verifier, event.event_id, record.headers, retriers=self.retriers
+            )
         return event
+
+    def _too_old(self, event: Event, record: ReceivedRecord) -> header_signing.EventTooOld | None:
+        """Why ``event`` is refused for its age, or None: older than the window and not a replay (whose
+        signature :meth:`parse` verified). Only a consumer that verifies trusts ``occurred_at``."""
+        if self.verifier is None or headers.REPLAY_ID in record.headers:
+            return None
+        age = self.clock() - event.occurred_at
+        if age <= self.max_event_age:
+            return None
+        return header_signing.EventTooOld(
+            f"{event.event_type} occurred {age.total_seconds() / 86400:.1f} days ago, beyond the"
+            f" {self.max_event_age.total_seconds() / 86400:g}-day window (LIENTHONG_MAX_EVENT_AGE);"
+            " only an operator's replay brings it back"
+        )
 
     def _poison(self, record: ReceivedRecord, error: EventContractError) -> list[OutgoingRecord]:
         error_class = classify(error).failure_class  # signature or poison
@@ -351,6 +386,12 @@ class EventConsumer:
             return
         key = dedupe_key(event, record)
         if self.lookup_before_handling and self.store.was_processed(key):
+            return
+        if (too_old := self._too_old(event, record)) is not None:
+            if not self.lookup_before_handling and self.store.was_processed(key):
+                return  # a redelivery of what it processed in time
+            self.store.commit(key, self._poison(record, too_old))
+            self.relay.wake()
             return
         try:
             handler = self.handlers[type(event)]

@@ -7,6 +7,11 @@ The replay id stays on the copies a failing replay sends through the delay tiers
 ends as a new outcome: completed, rejected, or dead-lettered again (a new dead letter, replayable).
 Each replay is recorded, keyed by that id, on the compacted ``dlq.replays`` topic: replaying the same
 dead letter again is skipped, and consumers dedupe a replayed delivery by that id as well.
+
+The replay id gives the record a fresh dedupe key and lets an event older than the age window through,
+so the replayer signs it (:mod:`services.runtime.trust.header_signing`) with its own key: the
+dead-letter tool's (producer ``dlq-tool``) or the tracker's; a consumer refuses a replay header
+without that signature.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from schemas.envelope import CE_ID
 from schemas.topics import DLQ_REPLAYS, DLQ_SUFFIX, TopicSpec, all_topics
 from services.runtime.consume import headers
 from services.runtime.consume.records import ReceivedRecord
 from services.runtime.failures import dead_letter_records
+from services.runtime.trust import header_signing
+from services.runtime.trust.signing import Signer
 
 _RETRY_SUFFIX = re.compile(r"\.retry\.[0-9]+[smh]$")
 _AGENCY_TOPIC = re.compile(r"handoff\.([a-z_]+)\.requested")
@@ -80,21 +88,26 @@ class DeadLetter(ReceivedRecord):
         """Every header as text for a person (the numeric context decoded)."""
         return dead_letter_records.readable_context(self.raw_headers)
 
-    def replay_headers(self) -> list[tuple[str, bytes]]:
-        """The original record's headers, as they came (bytes intact), and the replay's id."""
+    def replay_headers(self, signer: Signer | None = None) -> list[tuple[str, bytes]]:
+        """The original record's headers, as they came (bytes intact), and the replay's id, signed by
+        ``signer`` over the event id (unsigned without one: only a consumer that verifies nothing
+        accepts it)."""
         kept = [
             (k, v or b"")
             for k, v in self.raw_headers
             if not k.startswith("kafka_dlt-") and k not in headers.RUNTIME_HEADERS
         ]
-        return [*kept, (headers.REPLAY_ID, self.id.encode())]
+        replay = {headers.REPLAY_ID: self.id}
+        if signer is not None:
+            replay |= header_signing.sign_headers(signer, self.headers.get(CE_ID, ""), replay)
+        return [*kept, *((k, v.encode()) for k, v in replay.items())]
 
 
 def dlq_topics(prefix: str = "") -> list[TopicSpec]:
     return [spec for spec in all_topics(prefix) if spec.name.endswith(DLQ_SUFFIX)]
 
 
-async def _read_all(bootstrap: str, topics: Sequence[TopicSpec], **options: Any) -> list[Any]:
+async def read_records(bootstrap: str, topics: Sequence[TopicSpec], **options: Any) -> list[Any]:
     """Every record now on ``topics``, read without a consumer group (reading commits nothing).
 
     Partitions come from the topic registry: a consumer that has not subscribed knows none."""
@@ -113,27 +126,27 @@ async def _read_all(bootstrap: str, topics: Sequence[TopicSpec], **options: Any)
         records: list[Any] = []
         deadline = time.monotonic() + 30
         while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for partition, found in batch.items():
+            for found in (await consumer.getmany(*remaining, timeout_ms=500)).values():
                 records += found
-                if found and found[-1].offset + 1 >= ends[partition]:
+            for partition in list(remaining):  # past the end (transaction markers take offsets too)
+                if await consumer.position(partition) >= ends[partition]:
                     remaining.discard(partition)
         if remaining:
-            raise TimeoutError(f"could not read {len(remaining)} dead-letter partition(s) to their end")
+            raise TimeoutError(f"could not read {len(remaining)} partition(s) to their end")
         return records
     finally:
         await consumer.stop()
 
 
 async def read_dead_letters(bootstrap: str, prefix: str = "", **options: Any) -> list[DeadLetter]:
-    raw = await _read_all(bootstrap, dlq_topics(prefix), **options)
+    raw = await read_records(bootstrap, dlq_topics(prefix), **options)
     letters = [DeadLetter.from_consumer_record(r, group_id="") for r in raw]
     return sorted(letters, key=lambda letter: letter.timestamp)
 
 
 async def replayed_ids(bootstrap: str, prefix: str = "", **options: Any) -> set[str]:
     log_topic = [spec for spec in all_topics(prefix) if spec.name == prefix + DLQ_REPLAYS]
-    return {r.key.decode() for r in await _read_all(bootstrap, log_topic, **options) if r.key}
+    return {r.key.decode() for r in await read_records(bootstrap, log_topic, **options) if r.key}
 
 
 def select(
@@ -167,9 +180,18 @@ async def replay(
     prefix: str = "",
     rate_per_s: float = 20.0,
     operator: str = "cli",
+    signer: Signer | None = None,
     **options: Any,
 ) -> ReplayReport:
-    """Replays ``letters`` at most ``rate_per_s`` a second; each dead letter at most once."""
+    """Replays ``letters`` at most ``rate_per_s`` a second; each dead letter at most once. ``signer``:
+    the replayer's key (a producer of :data:`~services.runtime.trust.header_signing.REPLAYERS`), which
+    signs each replay header; without one the replays go out unsigned, for a setup that verifies
+    nothing."""
+    if signer is not None and signer.key.producer not in header_signing.REPLAYERS:
+        raise ValueError(
+            f"the key of {signer.key.producer!r} cannot sign replays: only "
+            f"{', '.join(sorted(header_signing.REPLAYERS))} replay"
+        )
     done = await replayed_ids(bootstrap, prefix, **options)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **options)
     await producer.start()
@@ -180,7 +202,7 @@ async def replay(
             if letter.id in done:
                 skipped.append(letter.id)
                 continue
-            record_headers = letter.replay_headers()
+            record_headers = letter.replay_headers(signer)
             await producer.send_and_wait(
                 letter.replay_topic, letter.value, key=letter.key, headers=record_headers
             )

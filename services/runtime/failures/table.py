@@ -14,11 +14,16 @@ transient       AgencyUnavailable (timeout, refused,   yes      yes         dead
 business        AgencyRejected (the parcel does not    no       no          rejected     rejected    success
                 exist)
 signature       SignatureError (missing, unknown or    no       no          none (the    —           —
-                wrong signature)                                            record is
-                                                                            never read)
+                wrong signature; a replay or retry                          record is
+                header without a valid signature)                           never read)
 authorization   NotTheAgencysOutcome (an outcome not   no       no          none (never  —           —
                 from the connector of the leg's                             applied)
-                agency, or naming another agency)
+                agency, or naming another agency),
+                NotAllowedToRedeliver (a replay or
+                retry header signed by a producer
+                that may not set it), EventTooOld
+                (older than LIENTHONG_MAX_EVENT_AGE
+                and not an operator's replay)
 poison          EventContractError (unparseable,       no       no          none         —           —
                 schema-invalid, unknown type or
                 version, missing headers, oversized,
@@ -56,6 +61,7 @@ from pydantic import ValidationError
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
 from schemas.authority import NotTheAgencysOutcome
 from schemas.errors import EventContractError, SignatureError
+from services.runtime.trust.header_signing import EventTooOld, NotAllowedToRedeliver
 
 
 class FailureClass(StrEnum):
@@ -133,7 +139,7 @@ TABLE: tuple[FailureRow, ...] = (
         call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
     ),
     FailureRow(
-        FailureClass.AUTHORIZATION, (NotTheAgencysOutcome,),
+        FailureClass.AUTHORIZATION, (NotTheAgencysOutcome, NotAllowedToRedeliver, EventTooOld),
         retried_in_process=False, delayed=False, dead_lettered=True, redelivered=False,
         call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,7 +73,8 @@ class SigningSettings(BaseSettings):
     private key file, ``LIENTHONG_TRUST_STORE`` the directory of trusted public keys. The local stack
     always sets both. A service that emits events refuses to start without its key, one that reads
     events without the trust store (:mod:`services.runtime.trust.startup`), unless
-    ``LIENTHONG_INSECURE_DEV`` is on."""
+    ``LIENTHONG_INSECURE_DEV`` is on. ``LIENTHONG_MAX_EVENT_AGE`` is the age window of a consumer that
+    verifies (:mod:`services.runtime.trust.header_signing`)."""
 
     model_config = SettingsConfigDict(env_prefix="LIENTHONG_", extra="ignore")
 
@@ -82,6 +84,14 @@ class SigningSettings(BaseSettings):
         default=False,
         description="Development only: let a service start without its signing key or trust store (it"
         " then emits unsigned events or verifies nothing, and warns at start). Never in a deployment.",
+    )
+    max_event_age: timedelta = Field(
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        description="Events older than this (by their signed occurred_at) are dead-lettered unless an"
+        " operator replays them (lienthong dlq replay, the supervision page); an ISO 8601 duration"
+        " (P7D, PT12H)."
+        " A consumer stopped longer than this leaves its backlog to be replayed.",
     )
 
 

@@ -13,7 +13,12 @@ the trust store (``LIENTHONG_TRUST_STORE``). A key signs only events of its own 
 trusted key is accepted only for events of its own producer: the land connector cannot speak for the
 router. An event that is unsigned, signed by an unknown key, by another producer's key, or whose
 signature does not match (forged or tampered) is a :class:`SignatureError`: dead-lettered with error
-class ``signature``, never handled.
+class ``signature``, never handled. The runtime's own delivery headers that change deduplication (a
+replay id, a retry attempt) are signed apart, by whoever sets them
+(:mod:`services.runtime.trust.header_signing`).
+
+**Rotation** takes effect without a restart on both sides: the verifier re-reads the trust store
+when it changes, and a signer made from a key file re-reads the file when it changes.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ from cryptography.exceptions import InvalidSignature
 from schemas.envelope import CE_KEYID, CE_SIGNATURE, Event
 from schemas.errors import SignatureError
 from services.runtime.shell.settings import SigningSettings
-from services.runtime.trust.keys import SigningKey, TrustedKey, load_signing_key, load_trust_store
+from services.runtime.trust.keys import (
+    KeyFileError,
+    SigningKey,
+    TrustedKey,
+    load_signing_key,
+    load_trust_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +63,69 @@ def canonical_form(event: Event) -> bytes:
 
 
 class Signer:
-    def __init__(self, key: SigningKey) -> None:
-        self.key = key
+    """Signs with a producer's key. Made from the key file (:meth:`from_file`), it re-reads the file
+    when it changes (checked at most once per ``recheck_s``): ``lienthong keys rotate`` takes effect
+    without a restart. A file that no longer holds a usable key of the same producer is ignored (the
+    key loaded before keeps signing, and it is logged)."""
+
+    def __init__(self, key: SigningKey, *, path: Path | None = None, recheck_s: float = 1.0) -> None:
+        self._key = key
+        self.path = path
+        self.recheck_s = recheck_s
+        self._lock = threading.Lock()
+        self._stamp = _file_stamp(path) if path is not None else None
+        self._checked = time.monotonic()
 
     @classmethod
-    def from_file(cls, path: Path) -> Signer:
-        return cls(load_signing_key(path))
+    def from_file(cls, path: Path, *, recheck_s: float = 1.0) -> Signer:
+        return cls(load_signing_key(path), path=path, recheck_s=recheck_s)
+
+    @property
+    def key(self) -> SigningKey:
+        if self.path is None or time.monotonic() - self._checked < self.recheck_s:
+            return self._key
+        with self._lock:
+            self._checked = time.monotonic()
+            stamp = _file_stamp(self.path)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    key = load_signing_key(self.path)
+                except KeyFileError as error:
+                    log.error(
+                        "the signing key file changed and cannot be used (%s); keeping the key loaded before",
+                        error,
+                    )
+                else:
+                    if key.producer != self._key.producer:
+                        log.error(
+                            "the signing key file now holds a key of %r, not %r; keeping the key loaded"
+                            " before",
+                            key.producer,
+                            self._key.producer,
+                        )
+                    elif key.key_id != self._key.key_id:
+                        log.warning("signing with the rotated key %s (was %s)", key.key_id, self._key.key_id)
+                        self._key = key
+        return self._key
 
     def sign(self, event: E) -> E:
-        if event.producer != self.key.producer:
+        key = self.key
+        if event.producer != key.producer:
             raise SigningMismatch(
-                f"the key of {self.key.producer!r} cannot sign an event of producer {event.producer!r}"
+                f"the key of {key.producer!r} cannot sign an event of producer {event.producer!r}"
             )
-        unsigned = event.model_copy(update={"key_id": self.key.key_id, "signature": None})
-        signature = self.key.private_key.sign(canonical_form(unsigned))
+        unsigned = event.model_copy(update={"key_id": key.key_id, "signature": None})
+        signature = key.private_key.sign(canonical_form(unsigned))
         return unsigned.model_copy(update={"signature": base64.b64encode(signature).decode()})
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 class Verifier:
@@ -90,9 +149,11 @@ class Verifier:
             return ()
         return tuple(sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats))
 
-    def _trusted(self) -> dict[str, TrustedKey]:
+    def _trusted(self, *, at_once: bool = False) -> dict[str, TrustedKey]:
+        """The trusted keys; re-read if the directory changed (looked at once per ``recheck_s``, or
+        now with ``at_once``: a key id not known yet may have just been added)."""
         now = time.monotonic()
-        if now - self._checked >= self.recheck_s:
+        if at_once or now - self._checked >= self.recheck_s:
             with self._lock:
                 self._checked = now
                 stamp = self._dir_stamp()
@@ -108,12 +169,18 @@ class Verifier:
     def key_ids(self) -> list[str]:
         return sorted(self._trusted())
 
+    def trusted_key(self, key_id: str) -> TrustedKey | None:
+        """The trusted key of that id, or None. An id not known yet makes the verifier look at the
+        trust store at once: a rotated key may sign before the next periodic look (a signer follows
+        its key file as a verifier follows the store, each on its own clock)."""
+        return self._trusted().get(key_id) or self._trusted(at_once=True).get(key_id)
+
     def verify(self, event: Event) -> None:
         """Raise :class:`SignatureError` (with a reason naming keys and producers, never data) unless
         the event carries a valid signature by a trusted key of its own producer."""
         if event.signature is None or event.key_id is None:
             raise SignatureError("unsigned event: no signature or no key_id")
-        trusted = self._trusted().get(event.key_id)
+        trusted = self.trusted_key(event.key_id)
         if trusted is None:
             raise SignatureError(f"signed by unknown key {event.key_id[:80]!r} (not in the trust store)")
         if trusted.producer != event.producer:

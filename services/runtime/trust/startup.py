@@ -53,7 +53,7 @@ def _signer(service: str, path: Path | None, producer: str) -> signing.Signer | 
             f"{service} refuses to start: its signing key {path.name} (LIENTHONG_SIGNING_KEY) is the key of "
             f"{key.producer!r}, and it emits events as {producer!r}."
         )
-    return signing.Signer(key)
+    return signing.Signer(key, path=path)  # follows a rotation of the key file without a restart
 
 
 def check_trust(

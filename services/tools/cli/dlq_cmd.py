@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -14,7 +15,13 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.runtime.failures import dead_letter_replay
 from services.runtime.observe.logs import mask_value
+from services.runtime.shell.settings import SigningSettings
+from services.runtime.trust.header_signing import REPLAY_TOOL
+from services.runtime.trust.keys import KeyFileError
+from services.runtime.trust.signing import Signer
 from services.tools.cli import target
+from services.tools.stack.discovery import KafkaTarget
+from services.tools.stack.stack import replay_key_of
 
 T = TypeVar("T")
 
@@ -130,20 +137,65 @@ def replay_letters(
     replay_all: bool = typer.Option(False, "--all", help="Replay every dead letter that matches."),
     rate: float = typer.Option(20.0, help="Replays per second at most."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be replayed."),
+    signing_key: Path | None = typer.Option(
+        None,
+        "--signing-key",
+        help=f"The {REPLAY_TOOL} key that signs the replays (default: $LIENTHONG_SIGNING_KEY, else the"
+        " running local stack's).",
+    ),
+    unsigned: bool = typer.Option(
+        False, "--unsigned", help="Replay unsigned: only for a development setup that verifies nothing."
+    ),
 ) -> None:
-    """Put dead letters back on the topic they failed on; each one at most once, recorded."""
+    """Put dead letters back on the topic they failed on; each one at most once, recorded, signed with
+    the dead-letter tool's key (consumers refuse a replay header without its signature)."""
     if not ids and not (replay_all or agency or error_class or since):
         typer.secho(
             "name dead letters, or select them with --agency/--error-class/--since, or --all", err=True
         )
         raise typer.Exit(2)
-    bootstrap, prefix, security = _cluster(bootstrap_option, prefix_option)
+    chosen = target.kafka(bootstrap_option, prefix_option)
+    bootstrap, prefix, security = chosen.bootstrap_servers, chosen.topic_prefix, chosen.client_options()
+    signer = None if unsigned or dry_run else _replay_signer(signing_key, chosen)
     letters = _selected(bootstrap, prefix, security, ids or [], agency, error_class, since)
     if dry_run:
         for letter in letters:
             typer.echo(f"would replay {letter.id} -> {letter.replay_topic}")
         return
     report = asyncio.run(
-        dead_letter_replay.replay(bootstrap, letters, prefix=prefix, rate_per_s=rate, **security)
+        dead_letter_replay.replay(
+            bootstrap, letters, prefix=prefix, rate_per_s=rate, signer=signer, **security
+        )
     )
     typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)} replayed before")
+
+
+def _replay_signer(option: Path | None, chosen: KafkaTarget) -> Signer:
+    """The dead-letter tool's signer: ``--signing-key``, else ``LIENTHONG_SIGNING_KEY``, else the key
+    the running local stack made for it; the command stops with one sentence when there is none."""
+    path = option or SigningSettings().signing_key
+    if path is None and chosen.stack is not None:
+        path = replay_key_of(Path(chosen.stack.data_dir).parent)
+    if path is None or not path.is_file():
+        typer.secho(
+            f"no {REPLAY_TOOL} key to sign the replays with: give --signing-key or LIENTHONG_SIGNING_KEY"
+            f" (`lienthong keys new {REPLAY_TOOL}` makes one, trusted), or --unsigned for a setup that"
+            " verifies nothing",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        signer = Signer.from_file(path)
+    except KeyFileError as error:
+        typer.secho(f"the replay key cannot be used: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    if signer.key.producer != REPLAY_TOOL:
+        typer.secho(
+            f"{path.name} is the key of {signer.key.producer!r}; replays are signed with the"
+            f" {REPLAY_TOOL} key",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    return signer

@@ -8,7 +8,8 @@ real one). The base reads:
   reads); ``lienthong-kafka-lienthong-admin`` for the topics job. With Strimzi the ``KafkaUser`` of each
   principal takes its password from the same Secret.
 - ``lienthong-signing-<process>``: the process's private signing key, one file ``<producer>.key.json``.
-- ``lienthong-trust-store``: every producer's public key, ``<key id>.json`` (mounted whole).
+- ``lienthong-trust-store``: every producer's public key, ``<key id>.json`` (mounted whole), and the
+  dead-letter tool's (``dlq-tool``: its private key stays with the operators, for ``lienthong dlq replay``).
 - ``lienthong-db-app``: key ``uri``, the PostgreSQL URL; made by CloudNativePG for the ``Cluster``
   ``lienthong-db``, or by the operator for an external database.
 - ``lienthong-cluster-ca-cert``: key ``ca.crt``, the CA of the brokers' certificates; made by Strimzi
@@ -30,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from services.runtime.trust.header_signing import REPLAY_TOOL
 from services.runtime.trust.keys import ensure_key, private_key_path
 from services.tools.deploy.components import TOPICS_ADMIN, Component, bus_components, dns_name
 
@@ -128,6 +130,7 @@ def k8s_secret_documents(out: Path, private_dir: Path, trust_store: Path) -> dic
         documents[f"{signing_secret(component)}.yaml"] = _secret(
             signing_secret(component), {signing_key_file(component): key}
         )
+    ensure_key(REPLAY_TOOL, private_dir, trust_store)  # trusted; no pod holds its private key
     trusted = {p.name: p.read_bytes() for p in sorted(trust_store.glob("*.json"))}
     documents[f"{TRUST_STORE_SECRET}.yaml"] = _secret(TRUST_STORE_SECRET, trusted)
     for principal in [*(c.principal for c in bus_components()), TOPICS_ADMIN]:
@@ -189,6 +192,7 @@ def write_compose_secrets(out: Path) -> list[Path]:
     written: list[Path] = []
     for component in bus_components():
         ensure_key(component.producer, out / "signing", out / "trust-store")
+    ensure_key(REPLAY_TOOL, out / "signing", out / "trust-store")  # for `lienthong dlq replay`
     database_password = _kept_file(out / "postgres.password", 0o644)
     database_url = f"postgresql://{COMPOSE_DATABASE_USER}:{database_password}@{COMPOSE_DATABASE_HOST}/{COMPOSE_DATABASE_USER}"
     users: dict[str, str] = {}

@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from services.tools.localkafka.errors import BrokerError
 from services.tools.localkafka.jars import KafkaDistribution, require_java, resolve_distribution
-from services.tools.localkafka.process import child_preexec, free_port, port_open, terminate
+from services.tools.localkafka.process import ChildServer, child_preexec, free_port, port_open
 
 HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 first
 _T = TypeVar("_T")
@@ -248,7 +248,7 @@ async def create_acls(bootstrap_servers: str, acls: Sequence[Acl], **client_opti
         await admin.close()
 
 
-class LocalKafkaBroker:
+class LocalKafkaBroker(ChildServer):
     """One KRaft broker+controller JVM with its data in ``work_dir``.
 
     Re-starting on the same ``work_dir`` keeps its topics (storage is formatted only once), which is
@@ -316,10 +316,6 @@ class LocalKafkaBroker:
     async def add_acls(self, acls: Sequence[Acl]) -> None:
         """Create ALLOW rules, as the super user (see :func:`create_acls`)."""
         await create_acls(self.bootstrap_servers, acls, **self.client_options())
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     @property
     def log_file(self) -> Path:
@@ -391,11 +387,6 @@ class LocalKafkaBroker:
             for name, password in users.items()
             for argument in ("--add-scram", f"{SCRAM}=[name={name},password={password}]")
         ]
-
-    @property
-    def running(self) -> bool:
-        """Whether its JVM runs (not whether it answers: see :meth:`wait_ready`)."""
-        return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker and return its bootstrap address once it answers metadata requests."""
@@ -478,28 +469,6 @@ class LocalKafkaBroker:
             if path.exists() and path.stat().st_size:
                 return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         return "(no log output)"
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Orderly shutdown (SIGTERM), then SIGKILL if the JVM has not ended within ``timeout``."""
-        if self._process is not None:
-            terminate(self._process, timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL the broker, as a crash would (fault tests)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-            self._process = None
-
-    def __enter__(self) -> LocalKafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def distinct_free_ports(count: int) -> list[int]:

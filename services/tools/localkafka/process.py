@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -89,3 +91,46 @@ def terminate_pids(pids: Iterable[int], timeout: float) -> None:
     deadline = time.monotonic() + 5
     while any(pid_alive(pid) for pid in alive) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+class ChildServer:
+    """A server this object runs as its child process (the broker, PostgreSQL, the OIDC provider):
+    the process handle, whether it runs, a stop that escalates to SIGKILL, a kill that simulates a
+    crash, and ``with`` support. Subclasses start it in :meth:`start` and keep it in ``_process``."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start the server, wait until it answers and return its address."""
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process runs (not whether it answers: :meth:`start` waits for that)."""
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Orderly shutdown (SIGTERM), then SIGKILL if it has not ended within ``timeout``."""
+        if self._process is not None:
+            terminate(self._process, timeout)
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (fault tests)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

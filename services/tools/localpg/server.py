@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -36,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from services.tools.localkafka.process import child_preexec, free_port, port_open
+from services.tools.localkafka.process import ChildServer, child_preexec, free_port, port_open
 
 HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 first
 PACKAGE = "postgresql"  # Debian's package of the server programs
@@ -237,7 +236,7 @@ def redacted(url: str) -> str:
 # --- the server ---------------------------------------------------------------------------------
 
 
-class LocalPostgres:
+class LocalPostgres(ChildServer):
     """One PostgreSQL cluster with its data, socket and log in ``work_dir``.
 
     ``work_dir/data`` is the cluster (made by the first :meth:`start`, kept by later ones),
@@ -305,16 +304,6 @@ class LocalPostgres:
         if self._binaries is None:
             self._binaries = find_binaries()
         return self._binaries
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's process id while it runs."""
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        """Whether the postmaster runs (not whether it answers: :meth:`start` waits for that)."""
-        return self._process is not None and self._process.poll() is None
 
     # -- starting --
 
@@ -533,12 +522,3 @@ class LocalPostgres:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # its group: started with start_new_session
         process.wait(timeout=10)
-
-    def __enter__(self) -> LocalPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

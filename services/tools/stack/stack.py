@@ -11,7 +11,9 @@ the same consumer groups, on the same database — while the sandboxes stay sing
 a service keeps its plain name (``router``), and the first instance the documented port.
 
 Every service signs what it emits with its own key and verifies what it reads against the stack's
-trust store (the keys are made on the first start, in ``work_dir``). With ``access`` (a broker that
+trust store (the keys are made on the first start, in ``work_dir``); the tracker's key signs its
+replay button's replays, and the dead-letter tool has a key of its own (:func:`replay_key_of`), which
+``lienthong dlq replay`` finds when it uses the running stack's broker. With ``access`` (a broker that
 :mod:`services.tools.stack.secured` started, as ``lienthong run`` does) each service also connects as
 its own principal, and the stack grants the principals their ACLs; without it the services connect
 as the broker lets them (the tests' PLAINTEXT broker).
@@ -28,6 +30,7 @@ from typing import Any
 
 from schemas.agencies import Agency
 from services.runtime.shell.topics_admin import ensure_declared_topics
+from services.runtime.trust.header_signing import REPLAY_TOOL
 from services.runtime.trust.keys import ensure_key, private_key_path
 from services.tools.localkafka.process import free_port
 from services.tools.stack.membership import Group, MemberNames, describe_groups, partitions_text, run_sync
@@ -76,6 +79,16 @@ SANDBOX_PREFIX = "sandbox-"
 # members (long enough for a group to drop a SIGKILLed member: aiokafka's session timeout is 10 s);
 # past it the stack only cannot name the new member, nothing else waits on it.
 SETTLE_TIMEOUT_S = 20.0
+
+
+def private_keys_of(work_dir: Path) -> Path:
+    """Where a local stack whose work dir is ``work_dir`` keeps its producers' private keys."""
+    return work_dir / "keys" / "private"
+
+
+def replay_key_of(work_dir: Path) -> Path:
+    """The dead-letter tool's private key in the local stack whose work dir is ``work_dir``."""
+    return private_key_path(private_keys_of(work_dir), REPLAY_TOOL)
 
 
 def connector_kind(agency: Agency) -> str:
@@ -153,7 +166,7 @@ class LocalStack:
         self.log_dir = work_dir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
         # Event signing: one key per producer, made on first start (kept across restarts of the stack).
-        self.private_keys_dir = work_dir / "keys" / "private"
+        self.private_keys_dir = private_keys_of(work_dir)
         self.trust_store = work_dir / "keys" / "trusted"
         self.service_instances: dict[str, list[Instance]] = {
             kind: self._instances_of(kind, port) for kind, port in self._first_ports().items()
@@ -186,6 +199,11 @@ class LocalStack:
         name: ``intake``, ``connector-land``), else as the stack's tools do (the super user);
         nothing on a broker that asks for no credentials."""
         return self.access.options(principal) if self.access is not None else {}
+
+    @property
+    def replay_key(self) -> Path:
+        """The dead-letter tool's key file (``lienthong dlq replay --signing-key``), made on start."""
+        return replay_key_of(self.work_dir)
 
     def kinds(self) -> list[str]:
         """The services, in the order they start: tracker, router, the connectors, intake."""
@@ -258,7 +276,8 @@ class LocalStack:
             self._add(
                 f"{SANDBOX_PREFIX}{agency.value}", f"connectors.{agency.value}.sandbox", port, args=args
             )
-        keys = {kind: self._key(self._producer(kind)) for kind in self.service_instances if kind != "tracker"}
+        keys = {kind: self._key(self._producer(kind)) for kind in self.service_instances}
+        self._key(REPLAY_TOOL)  # lienthong dlq replay signs with it (trusted before the services start)
         for kind, instances in self.service_instances.items():
             env: dict[str, str] = {}
             if kind in keys:
