@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from schemas.agencies import Agency
 from schemas.errors import EventContractError
-from schemas.events import HandoffReported
+from schemas.events import HandoffReported, OperatorActionRecorded
+
+OPERATOR_TOOLS = frozenset({"tracker", "dlq-tool"})
+"""The producers that record operator actions: the supervision page (the tracker) and the dead-letter
+tool (``lienthong dlq``). The only ones whose :class:`OperatorActionRecorded` enter the handoff log."""
 
 
 class NotTheAgencysOutcome(EventContractError):
@@ -37,4 +41,19 @@ def check_outcome(event: HandoffReported, leg_agency: Agency | str) -> None:
         raise NotTheAgencysOutcome(
             f"outcome of step {event.data.step_id} (a {agency.value} leg) reported by {event.producer}"
             f" about {event.data.agency.value}: only {expected} speaks for {agency.value}"
+        )
+
+
+class NotAnOperatorTool(EventContractError):
+    """An operator action recorded by a producer that is not an operator tool (say, a connector
+    claiming that a person replayed something): dead-lettered with error class ``authorization``,
+    never appended to the handoff log."""
+
+
+def check_operator_action(event: OperatorActionRecorded) -> None:
+    """Raise :class:`NotAnOperatorTool` unless ``event`` comes from one of :data:`OPERATOR_TOOLS`."""
+    if event.producer not in OPERATOR_TOOLS:
+        raise NotAnOperatorTool(
+            f"operator action recorded by {event.producer}: only {', '.join(sorted(OPERATOR_TOOLS))}"
+            " record operator actions"
         )

@@ -266,6 +266,54 @@ class DossierClosedData(BaseModel):
         return self
 
 
+class OperatorActionKind(StrEnum):
+    """What a person did through the supervision page or the CLI."""
+
+    REPLAY = "replay"  # replayed dead letters
+    UNMASK = "unmask"  # read a dead letter's personal data (``lienthong dlq show --unmask``)
+
+
+class OperatorVia(StrEnum):
+    """Where the person acted."""
+
+    SUPERVISION_PAGE = "supervision-page"
+    CLI = "cli"
+
+
+ActionReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    Field(description="Why, as the person typed it (free text, 1 to 500 characters)."),
+]
+
+
+DossierUuid = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+class OperatorActionData(BaseModel):
+    """Who did what, why, and to which dead letters or events: a person's action, for the handoff log."""
+
+    model_config = _PAYLOAD_CONFIG
+
+    action: OperatorActionKind = Field(strict=False, description="What the person did.")  # "replay" too
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="Who: the identity provider's subject (`sub`) of the person or service account."
+    )
+    reason: ActionReason
+    via: OperatorVia = Field(strict=False, description="Where the person acted.")
+    dossier_id: DossierUuid | None = Field(
+        default=None, description="The dossier the action concerns (its id); null when it concerns none."
+    )
+    targets: list[Annotated[str, StringConstraints(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The dead letters (topic/partition/offset) or events concerned.",
+    )
+    at: UtcDatetime = Field(description="When the person acted.")
+
+
 # --- examples ---------------------------------------------------------------------------------
 
 
@@ -327,6 +375,18 @@ class DossierClosed(Event):
     data: DossierClosedData
 
 
+class OperatorActionRecorded(Event):
+    """A person replayed dead letters or unmasked one; recorded by the tool they used (the tracker's
+    supervision page or the dead-letter tool), and appended to the handoff log by the tracker. The
+    envelope's ``dossier_id`` is the action's dossier, or the nil UUID for an action on none."""
+
+    model_config = _example("vn.lienthong.operator.action.recorded")
+
+    event_type: Literal["vn.lienthong.operator.action.recorded"] = "vn.lienthong.operator.action.recorded"
+    schema_version: Literal[1] = 1
+    data: OperatorActionData
+
+
 # --- registry and parsing ---------------------------------------------------------------------
 
 ALL_EVENTS: Final[tuple[type[Event], ...]] = (
@@ -335,6 +395,7 @@ ALL_EVENTS: Final[tuple[type[Event], ...]] = (
     HandoffReported,
     DossierStatusChanged,
     DossierClosed,
+    OperatorActionRecorded,
 )
 """Every event model this code reads, including older majors kept for a migration window."""
 

@@ -32,6 +32,10 @@ DOSSIER_CLOSED: Final = "dossier.closed"
 HANDOFF_OUTCOME: Final = "handoff.outcome"
 DLQ_REPLAYS: Final = "dlq.replays"  # one record per replayed dead letter, keyed by its id
 DLQ_SUFFIX: Final = ".dlq"
+# What people did (replays, unmasks), one OperatorActionRecorded each, projected into the handoff log.
+OPERATOR_ACTIONS: Final = "operator.actions"
+# The handoff log's anchored head, keyed by the chain's name: the latest signed head of each chain.
+AUDIT_HEADS: Final = "audit.heads"
 
 MAIN_PARTITIONS: Final = 6
 SIDE_PARTITIONS: Final = 3  # retry tiers and dead-letter topics
@@ -239,6 +243,26 @@ def all_topics(prefix: str = "", replication: Replication | None = None) -> list
             description="The replay log: which dead letters an operator replayed, when and where to.",
         )
     )
+    specs += [
+        # A log of actions, not a state: every record stays (no key to compact on), and for good, as
+        # the handoff log it feeds does: a tracker rebuilt from the topics appends every action again.
+        # Few records (people acting by hand), so one partition keeps them in the order they happened.
+        TopicSpec(
+            name=prefix + OPERATOR_ACTIONS,
+            partitions=1,
+            retention_ms=-1,
+            description="Operator actions (OperatorActionRecorded): who replayed or unmasked what, and why.",
+        ),
+        _dlq(prefix + OPERATOR_ACTIONS),
+        # Only the newest head of a chain matters: compacted, keyed by the chain's name.
+        TopicSpec(
+            name=prefix + AUDIT_HEADS,
+            partitions=1,
+            retention_ms=-1,
+            cleanup_policy=CleanupPolicy.COMPACT,
+            description="The handoff log's anchored head (chain, seq, hash, at), signed by the tracker.",
+        ),
+    ]
     if replication is not None:
         specs = [spec.replicated(replication) for spec in specs]
     return specs

@@ -13,8 +13,10 @@ Any test that asks for ``oidc_provider`` is marked ``oidc``.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +75,33 @@ class OidcProvider:
         )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["access_token"])
+
+
+LOGIN_FORM = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', re.S)
+
+
+def sign_in_with_form(authorization_url: str, username: str, password: str) -> str:
+    """What a browser does on the provider's own login page, without a browser: open the
+    authorization URL a page redirected to, post the user's name and password to the login form's
+    action, and return where the provider sends the browser back (the page's callback URL, with the
+    code and state), without following it. The provider's cookies are kept between the two
+    requests (sent by hand: on plain http a cookie jar drops Keycloak's Secure cookies)."""
+    with httpx.Client(timeout=15, follow_redirects=False) as http:
+        login = http.get(authorization_url)
+        assert login.status_code == 200, login.text[:500]
+        found = LOGIN_FORM.search(login.text)
+        assert found is not None, f"no login form on the provider's page: {login.text[:500]}"
+        cookies = "; ".join(
+            header.split(";", 1)[0] for header in login.headers.get_list("set-cookie") if "=" in header
+        )
+        answer = http.post(
+            html.unescape(found.group(1)),
+            data={"username": username, "password": password, "credentialId": ""},
+            headers={"Cookie": cookies},
+        )
+        refused = f"the provider did not sign {username} in: {answer.text[:500]}"
+        assert answer.status_code in (302, 303), refused
+        return str(answer.headers["location"])
 
 
 def _unavailable(reason: str) -> NoReturn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -113,6 +114,7 @@ def running_stack(
         topic_prefix=prefix,
         ports=StackPorts.free(DEFAULT_AGENCIES),
         service_env=service_env or None,
+        sign_in=False,  # the tests about signing in start their stacks with the session's provider
     ) as running:
         yield running
 
@@ -142,6 +144,7 @@ def running_replicated_stack(
         service_env=service_env or None,
         replicas=replicas,
         database_url=database_url,
+        sign_in=False,
     ) as running:
         yield running
 
@@ -179,6 +182,7 @@ async def sample_traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
         stack.sandbox_url(Agency.LAND),
         stack.sandbox_url(Agency.TAX),
         seed=int(time.time()),
+        sign_in=stack.sign_in,
     )
     try:
         yield generator
@@ -191,13 +195,18 @@ async def sample_traffic(stack: LocalStack) -> AsyncIterator[Traffic]:
 
 async def set_faults(stack: LocalStack, agency: Agency, **faults: Any) -> None:
     async with httpx.AsyncClient(timeout=5.0) as http:
-        answer = await http.put(f"{stack.sandbox_url(agency)}/_sandbox/faults", json=faults)
+        answer = await http.put(
+            f"{stack.sandbox_url(agency)}/_sandbox/faults", json=faults, headers=stack.sandbox_admin_headers()
+        )
         answer.raise_for_status()
 
 
 async def clear_faults(stack: LocalStack, agency: Agency) -> None:
     async with httpx.AsyncClient(timeout=5.0) as http:
-        (await http.delete(f"{stack.sandbox_url(agency)}/_sandbox/faults")).raise_for_status()
+        answer = await http.delete(
+            f"{stack.sandbox_url(agency)}/_sandbox/faults", headers=stack.sandbox_admin_headers()
+        )
+        answer.raise_for_status()
 
 
 async def records(stack: LocalStack, agency: Agency, table: str) -> list[dict[str, Any]]:
@@ -220,10 +229,12 @@ async def lienthong_dlq_replay(stack: LocalStack, *selection: str) -> subprocess
     command = [
         sys.executable, "-m", "services.tools.cli", "dlq", "replay", *selection,
         "--bootstrap-servers", stack.bootstrap_servers, "--prefix", stack.topic_prefix,
-        "--signing-key", str(stack.replay_key),
+        "--signing-key", str(stack.replay_key), "--reason", "replayed by the test",
     ]  # fmt: skip
+    # No staff token here: the tests' stack is a development setup (the CLI says it acts as local admin).
+    env = os.environ | {"LIENTHONG_INSECURE_DEV": "1"}
     return await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False
+        subprocess.run, command, capture_output=True, text=True, timeout=120, check=False, env=env
     )
 
 

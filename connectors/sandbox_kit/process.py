@@ -5,6 +5,10 @@
         ...                      # real HTTP against base_url
     # stopped: SIGTERM, then SIGKILL after stop_timeout
 
+Each ``SandboxProcess`` draws an admin token for the sandbox's fault endpoints (``admin_token``;
+send ``admin_headers`` with ``/_sandbox/faults`` calls); ``fault_endpoints=False`` starts a sandbox
+that serves none.
+
 On Linux the child asks the kernel to SIGTERM it when its parent dies
 (``prctl(PR_SET_PDEATHSIG)``), so a killed test run leaves no orphan sandbox behind.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +33,7 @@ from typing import IO, Self
 
 import httpx
 
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV, admin_headers
 from connectors.sandbox_kit.faults import FaultSettings
 
 PR_SET_PDEATHSIG = 1
@@ -76,7 +82,10 @@ def fault_flags(faults: FaultSettings | None) -> list[str]:
 class SandboxProcess:
     """One sandbox in a child process; ``start`` returns its base URL once ``/health`` answers."""
 
-    def __init__(self, *, startup_timeout: float = 20.0, stop_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, startup_timeout: float = 20.0, stop_timeout: float = 5.0, fault_endpoints: bool = True
+    ) -> None:
+        self.admin_token: str | None = secrets.token_urlsafe(24) if fault_endpoints else None
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.base_url: str | None = None
@@ -86,6 +95,11 @@ class SandboxProcess:
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The headers that open the sandbox's fault endpoints (none when it serves none)."""
+        return admin_headers(self.admin_token) if self.admin_token else {}
 
     @property
     def running(self) -> bool:
@@ -121,7 +135,11 @@ class SandboxProcess:
         child_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(_REPO_ROOT), child_env.get("PYTHONPATH")])
         )
+        child_env.pop(ADMIN_TOKEN_ENV, None)  # never this process's own: the sandbox's is drawn here
+        if self.admin_token is not None:
+            child_env[ADMIN_TOKEN_ENV] = self.admin_token
         child_env.update(env or {})
+        self.admin_token = child_env.get(ADMIN_TOKEN_ENV) or None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
         parent_pid = os.getpid()
         self._process = subprocess.Popen(

@@ -3,17 +3,21 @@
     python -m connectors.land.sandbox --port 8101 --db var/land.db [--latency-ms 200] [--failure-rate 0.1]
 
 Fault flags override ``SANDBOX_FAULT_*`` environment variables; each sandbox reads its own
-business settings (rates, delays) from its own environment prefix.
+business settings (rates, delays) from its own environment prefix. The run-time fault endpoints are
+served only with an admin token in ``LIENTHONG_SANDBOX_ADMIN_TOKEN`` (see ``admin.py``); the start
+says whether they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 
 import uvicorn
 from fastapi import FastAPI
 
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV, FAULTS_PATH, admin_token_from_env
 from connectors.sandbox_kit.faults import FaultEnvironment, FaultInjector, FaultSettings, FaultUpdate
 
 AppFactory = Callable[[str, FaultSettings | None], FastAPI]
@@ -58,4 +62,17 @@ def faults_from(args: argparse.Namespace) -> FaultSettings:
 def run(factory: AppFactory, *, name: str, default_port: int, argv: Sequence[str] | None = None) -> None:
     args = parse_args(name, default_port, argv)
     app = factory(args.db, faults_from(args))
+    if admin_token_from_env() is None:
+        print(
+            f"{name} sandbox: no {ADMIN_TOKEN_ENV} given, so {FAULTS_PATH} is not served (404);"
+            " faults given at start still apply.",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(
+            f"{name} sandbox: {FAULTS_PATH} served to callers with the admin token of {ADMIN_TOKEN_ENV}.",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

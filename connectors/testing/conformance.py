@@ -51,6 +51,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ from connectors.base import (
     WaitingOnCitizen,
 )
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV, admin_headers
 from connectors.testing.samples import SampleForms
 from connectors.testing.transport import DeadlineASGITransport
 from schemas.agencies import AGENCY_ACTIONS, Agency
@@ -135,7 +137,7 @@ class Kit:
     connector: Connector
     env: KitEnvironment
     app: FastAPI
-    admin: httpx.AsyncClient  # the sandbox's own endpoints (records, faults), never faulted
+    admin: httpx.AsyncClient  # the sandbox's own endpoints (records, faults; admin token), never faulted
     samples: SampleForms = field(default_factory=lambda: SampleForms(seed=2026))  # the golden forms, made new
     settle_within_s: float = 10.0
     poll_interval_s: float = 0.05
@@ -257,14 +259,19 @@ class ConnectorConformance:
                 metafunc.parametrize(name, values)
 
     @pytest_asyncio.fixture
-    async def kit(self) -> AsyncIterator[Kit]:
+    async def kit(self, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kit]:
+        # The sandbox's fault endpoints answer only its admin token: one drawn for this test.
+        admin_token = secrets.token_urlsafe(16)
+        monkeypatch.setenv(ADMIN_TOKEN_ENV, admin_token)
         app = self.sandbox_factory()
         env = KitEnvironment(self.base_url, DeadlineASGITransport(app=app), self.timeout_s)
         connector = self.connector_factory(env)
         await connector.start()
         try:
             async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=self.base_url
+                transport=httpx.ASGITransport(app=app),
+                base_url=self.base_url,
+                headers=admin_headers(admin_token),
             ) as admin:
                 yield Kit(connector, env, app, admin, settle_within_s=self.settle_within_s)
         finally:

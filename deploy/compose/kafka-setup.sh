@@ -46,6 +46,7 @@ acl --allow-principal User:tracker --operation Read --topic handoff.civil_status
 acl --allow-principal User:tracker --operation Read --topic handoff.residence.requested.dlq
 acl --allow-principal User:tracker --operation Read --topic handoff.social_insurance.requested.dlq
 acl --allow-principal User:tracker --operation Read --topic handoff.business_registry.requested.dlq
+acl --allow-principal User:tracker --operation Read --topic operator.actions.dlq
 acl --allow-principal User:tracker --operation Read --topic dlq.replays
 acl --allow-principal User:tracker --operation Write --topic dossier.received
 acl --allow-principal User:tracker --operation Write --topic dossier.status
@@ -57,7 +58,12 @@ acl --allow-principal User:tracker --operation Write --topic handoff.civil_statu
 acl --allow-principal User:tracker --operation Write --topic handoff.residence.requested
 acl --allow-principal User:tracker --operation Write --topic handoff.social_insurance.requested
 acl --allow-principal User:tracker --operation Write --topic handoff.business_registry.requested
+acl --allow-principal User:tracker --operation Write --topic operator.actions
 acl --allow-principal User:tracker --operation Write --topic dlq.replays
+acl --allow-principal User:tracker --operation Read --topic operator.actions
+acl --allow-principal User:tracker --operation Read --topic audit.heads
+acl --allow-principal User:tracker --operation Write --topic audit.heads
+acl --allow-principal User:tracker --operation Write --topic operator.actions.dlq
 acl --allow-principal User:connector-land --operation Read --topic handoff.land.requested --resource-pattern-type prefixed
 acl --allow-principal User:connector-land --operation Write --topic handoff.land.requested --resource-pattern-type prefixed
 acl --allow-principal User:connector-land --operation Write --topic handoff.outcome
@@ -85,4 +91,4 @@ acl --allow-principal User:connector-business_registry --operation Read --group 
 acl --allow-principal User:lienthong-admin --operation Describe --cluster
 acl --allow-principal User:lienthong-admin --operation Describe --topic '*'
 acl --allow-principal User:lienthong-admin --operation Create --topic '*'
-echo "kafka-setup: 10 principals, 76 ACLs"
+echo "kafka-setup: 10 principals, 82 ACLs"

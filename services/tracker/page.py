@@ -6,7 +6,13 @@ threshold though their clock is paused, one dossier's timeline and legs, the on-
 procedure, and the stuck (dead-lettered) handoffs with a **replay** button. Replay calls the same code
 as ``lienthong dlq replay`` (:mod:`services.runtime.failures.dead_letter_replay`): it reads the dead
 letters, selects those of that dossier (the record key is the dossier id) and that agency, and replays
-them; ``replay`` records every replay on the ``dlq.replays`` topic, with the page as the operator.
+them; ``replay`` records every replay on the ``dlq.replays`` topic, and the page records who replayed
+and why (the reason the form asks for) as an operator action
+(:mod:`services.runtime.failures.operator_actions`), which the tracker appends to its handoff log.
+
+Staff sign in (:mod:`services.runtime.auth.signin`): the page needs the ``viewer`` role, the replay
+button is shown to and accepted from operators only, and its form carries the session's CSRF token.
+With sign-in off (development) the page says so on every view, and a replay is recorded as anonymous.
 
 Personal data: the tracker stores only the applicant's citizen id masked to its last digits, and the
 page shows nothing else about the citizen.
@@ -15,19 +21,22 @@ page shows nothing else about the citizen.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from schemas.agencies import Agency
 from schemas.catalog import Catalog
+from schemas.events import OperatorActionKind, OperatorVia
 from schemas.workdays import WorkingCalendar
-from services.runtime.failures import dead_letter_replay
+from services.runtime.auth.signin import CSRF_FIELD, StaffAccess
+from services.runtime.auth.staff import Role, Staff
+from services.runtime.failures import dead_letter_replay, operator_actions
 from services.runtime.trust import signing
 from services.tracker.store import TrackerStore
 from services.tracker.views import DEFAULT_WAITING_ALERT, Clock, DossierSummary, TrackerViews, utc_now
@@ -37,7 +46,8 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 STATIC: Final = Path(__file__).parent / "static"
 LANGS: Final = ("vi", "en")
 LIST_LIMIT: Final = 200
-REPLAY_OPERATOR: Final = "supervision-page"
+ANONYMOUS: Final = "anonymous (staff sign-in off)"  # who replayed, when nobody signs in
+MAX_REASON: Final = 500
 
 # One entry per label: (Vietnamese, English).
 LABELS: Final[dict[str, tuple[str, str]]] = {
@@ -122,6 +132,22 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     ),
     "flash_error": ("Không thể xử lý lại: {error}", "Could not replay: {error}"),
     "not_found": ("Không có hồ sơ này", "No such dossier"),
+    "sign_in_off": (
+        "Đăng nhập đang tắt: ai truy cập được trang này đều có thể xem và xử lý lại"
+        " (chỉ dùng khi phát triển).",
+        "Sign-in is off: anyone who reaches this page may read it and replay (development only).",
+    ),
+    "signed_in_as": ("Đăng nhập:", "Signed in as"),
+    "sign_out": ("Đăng xuất", "Sign out"),
+    "replay_reason": ("Lý do xử lý lại", "Reason for the replay"),
+    "flash_unrecorded": (
+        "Đã xử lý lại, nhưng chưa ghi nhận được thao tác vào nhật ký: {error}",
+        "Replayed, but the action could not be recorded in the log: {error}",
+    ),
+    "reason_needed": (
+        "Cần nhập lý do xử lý lại (1 đến 500 ký tự).",
+        "A replay needs a reason (1 to 500 characters).",
+    ),
 }
 STATE_LABELS: Final[dict[str, tuple[str, str]]] = {
     "requested": ("Đã yêu cầu", "Requested"),
@@ -150,6 +176,8 @@ AGENCY_LABELS: Final[dict[str, tuple[str, str]]] = {
 Replayer = Callable[
     [str, Sequence[dead_letter_replay.DeadLetter]], Awaitable[dead_letter_replay.ReplayReport]
 ]
+# Records who replayed what and why; the default publishes the operator action (tests may swap it).
+Recorder = Callable[[operator_actions.OperatorAction], Awaitable[object]]
 
 
 def _lang(value: str | None) -> str:
@@ -195,25 +223,44 @@ def build_page(
     replayer: Replayer | None = None,
     kafka_options: dict[str, Any] | None = None,
     waiting_alert: timedelta = DEFAULT_WAITING_ALERT,
+    access: StaffAccess | None = None,
+    recorder: Recorder | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> APIRouter:
-    """The page's routes: ``/`` (redirects), ``/giam-sat``, one dossier, and its replay action."""
+    """The page's routes: ``/`` (redirects), ``/giam-sat``, one dossier, and its replay action.
+
+    ``access``: who may see and replay (sign-in off when None); ``clock``: when an action happened (the
+    views have their own clock, ``now``, which tests set to the dossiers' dates)."""
     views = TrackerViews(store.conn, catalog, calendar=calendar, now=now, waiting_alert=waiting_alert)
     env = _environment()
     options = dict(kafka_options or {})
+    access = access or StaffAccess(None)
+    viewer = access.page(Role.VIEWER)
+    operator = access.page(Role.OPERATOR)
 
-    async def default_replayer(
-        _: str, letters: Sequence[dead_letter_replay.DeadLetter]
+    async def replay_as(
+        who: str, dossier: str, letters: Sequence[dead_letter_replay.DeadLetter]
     ) -> dead_letter_replay.ReplayReport:
+        if replayer is not None:
+            return await replayer(dossier, letters)
         # Signed with the tracker's key (a replayer: services.runtime.trust.header_signing).
         return await dead_letter_replay.replay(
-            bootstrap_servers, letters, prefix=topic_prefix, operator=REPLAY_OPERATOR,
+            bootstrap_servers, letters, prefix=topic_prefix, operator=who,
             signer=signing.process_signer(), **options,
         )  # fmt: skip
 
-    do_replay = replayer or default_replayer
+    async def default_recorder(action: operator_actions.OperatorAction) -> object:
+        return await operator_actions.record_action(
+            bootstrap_servers, action, prefix=topic_prefix, signer=signing.process_signer(),
+            producer="tracker", **options,
+        )  # fmt: skip
+
+    record = recorder or default_recorder
     page = APIRouter(tags=["supervision page"], include_in_schema=False)
 
-    def render(template: str, lang: str, **context: Any) -> HTMLResponse:
+    def render(
+        template: str, lang: str, request: Request, staff: Staff | None, **context: Any
+    ) -> HTMLResponse:
         def t(key: str, **values: Any) -> str:
             return _pick(LABELS, key, lang).format(**values)
 
@@ -235,19 +282,28 @@ def build_page(
             procedure_name=lambda p: _procedure_name(p, lang),
             page=PAGE,
             as_of=views.now(),
+            sign_in_off=not access.enabled,
+            staff=staff,
+            may_replay=not access.enabled or (staff is not None and staff.may(Role.OPERATOR)),
+            csrf_field=CSRF_FIELD,
+            csrf_token=access.csrf_token(request),
+            max_reason=MAX_REASON,
             **context,
         )
         return HTMLResponse(html)
 
-    @page.get("/")
+    @page.get("/", dependencies=[Depends(viewer)])
     async def root(lang: str | None = None) -> RedirectResponse:
         return RedirectResponse(PAGE + ("?lang=en" if lang == "en" else ""), status_code=307)
 
     @page.get(PAGE, response_class=HTMLResponse)
     async def overview(
+        request: Request,
         lang: str | None = None,
         status: Annotated[int | None, Query(ge=1, le=10)] = None,
         agency: Agency | None = None,
+        # A dependency of this build: Annotated[...] is resolved in the module's globals, where it is not.
+        staff: Staff | None = Depends(viewer),  # noqa: B008
     ) -> HTMLResponse:
         """The supervision overview: totals, lists of dossiers needing attention, statistics."""
         language = _lang(lang)
@@ -267,6 +323,8 @@ def build_page(
         return render(
             "overview.html",
             language,
+            request,
+            staff,
             stats=stats,
             stuck_rows=stuck_rows,
             overdue=overdue,
@@ -280,12 +338,15 @@ def build_page(
 
     @page.get(PAGE + "/ho-so/{dossier}", response_class=HTMLResponse)
     async def dossier_page(
+        request: Request,
         dossier: str,
         lang: str | None = None,
         replayed: int | None = None,
         skipped: int | None = None,
         missing: str | None = None,
         error: str | None = None,
+        unrecorded: str | None = None,
+        staff: Staff | None = Depends(viewer),  # noqa: B008
     ) -> HTMLResponse:
         """One dossier: status, deadline, legs (with replay for the stuck ones) and timeline."""
         language = _lang(lang)
@@ -301,16 +362,35 @@ def build_page(
             flashes.append(("warn", _pick(LABELS, "flash_none", language).format(agency=missing)))
         if error is not None:
             flashes.append(("error", _pick(LABELS, "flash_error", language).format(error=error)))
-        return render("dossier.html", language, d=detail, flashes=flashes)
+        if unrecorded is not None:
+            flashes.append(("error", _pick(LABELS, "flash_unrecorded", language).format(error=unrecorded)))
+        return render("dossier.html", language, request, staff, d=detail, flashes=flashes)
 
-    @page.post(PAGE + "/ho-so/{dossier}/replay/{agency}")
-    async def replay_handoff(dossier: str, agency: Agency, lang: str | None = None) -> RedirectResponse:
+    async def same_origin(request: Request) -> None:
+        access.check_same_origin(request)  # before anything else: a cross-site POST learns nothing
+
+    @page.post(PAGE + "/ho-so/{dossier}/replay/{agency}", dependencies=[Depends(same_origin)])
+    async def replay_handoff(
+        request: Request,
+        dossier: str,
+        agency: Agency,
+        lang: str | None = None,
+        staff: Staff | None = Depends(operator),  # noqa: B008
+    ) -> RedirectResponse:
         """Replays the dead letters of this dossier's handoff to ``agency`` (as ``lienthong dlq
-        replay`` does), then shows the dossier with a flash message saying what happened."""
+        replay`` does), records who did it and why, then shows the dossier with a flash message
+        saying what happened. Needs the operator role, the session's CSRF token and a reason."""
         language = _lang(lang)
+        form = await request.form()
+        access.check_form(request, form)
+        reason = form.get("reason")
+        reason = reason.strip() if isinstance(reason, str) else ""
+        if not reason or len(reason) > MAX_REASON:
+            raise HTTPException(status_code=400, detail=_pick(LABELS, "reason_needed", language))
         detail = views.dossier(dossier)
         if detail is None:
             raise HTTPException(status_code=404, detail=_pick(LABELS, "not_found", language))
+        who = staff.subject if staff is not None else ANONYMOUS
         query: dict[str, Any] = {}
         if language != "vi":
             query["lang"] = language
@@ -319,12 +399,23 @@ def build_page(
             key = detail.dossier_id.encode()
             chosen = [x for x in dead_letter_replay.select(letters, agency=agency.value) if x.key == key]
             if chosen:
-                report = await do_replay(detail.dossier_id, chosen)
+                report = await replay_as(who, detail.dossier_id, chosen)
                 query |= {"replayed": len(report.replayed), "skipped": len(report.skipped)}
             else:
                 query["missing"] = agency.value
         except Exception as failure:  # the operator sees why, the page stays up
             query["error"] = f"{type(failure).__name__}: {failure}"[:300]
+        else:
+            if chosen and report.replayed:
+                action = operator_actions.OperatorAction(
+                    action=OperatorActionKind.REPLAY, subject=who, reason=reason,
+                    via=OperatorVia.SUPERVISION_PAGE,
+                    dossier_id=detail.dossier_id, targets=list(report.replayed), at=clock(),
+                )  # fmt: skip
+                try:
+                    await record(action)
+                except Exception as failure:  # the replay happened: say it is not in the log
+                    query["unrecorded"] = f"{type(failure).__name__}: {failure}"[:300]
         target = f"{PAGE}/ho-so/{detail.dossier_id}?{urlencode(query)}"
         return RedirectResponse(target, status_code=303)
 

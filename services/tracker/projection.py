@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Final
 
 from schemas.agencies import Agency
-from schemas.authority import check_outcome
+from schemas.authority import check_operator_action, check_outcome
 from schemas.envelope import Event
 from schemas.errors import EventContractError
 from schemas.events import (
@@ -32,6 +32,7 @@ from schemas.events import (
     DossierStatusChanged,
     HandoffReported,
     HandoffRequested,
+    OperatorActionRecorded,
     OutcomeKind,
 )
 from schemas.workdays import VN_TZ
@@ -107,12 +108,27 @@ async def on_dossier_closed(event: DossierClosed, ctx: Context[object]) -> Effec
     return Effect(write=write_for(event))
 
 
+async def on_operator_action(event: OperatorActionRecorded, ctx: Context[object]) -> Effect:
+    """A person's replay or unmask: an entry of the handoff log with their subject and reason, and
+    nothing else (no dossier row, no timeline line). Only the operator tools record actions
+    (:func:`schemas.authority.check_operator_action`); another producer's is refused with
+    ``NotAnOperatorTool`` and dead-lettered with error class ``authorization`` (the tracker owns the
+    topic), leaving no entry."""
+    check_operator_action(event)
+
+    def log(conn: Connection) -> None:
+        audit.append(conn, event)
+
+    return Effect(write=log)
+
+
 HANDLERS: Handlers = {
     DossierReceived: on_dossier_received,
     HandoffRequested: on_handoff_requested,
     HandoffReported: on_handoff_reported,
     DossierStatusChanged: on_dossier_status_changed,
     DossierClosed: on_dossier_closed,
+    OperatorActionRecorded: on_operator_action,
 }
 """The tracker's events and their handlers."""
 

@@ -13,6 +13,7 @@ tracker instances share them: each projects the events of its partitions into th
 from all of them. The hash-chained handoff log (:mod:`services.tracker.audit`) is one of these
 tables, created with the others. A SQLite file made before the schema was versioned gets what it
 lacks (the handoff log included) from the ``CREATE … IF NOT EXISTS`` of version 1 when it opens.
+Version 2 adds the columns of an operator action's entry in the handoff log (who, why, to what).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from services.runtime.storage.database import Connection
+from services.runtime.storage.database import Connection, Migration
 from services.runtime.storage.postgres import PostgresConnection, to_postgres_ddl
 from services.runtime.storage.store import SqlProcessingStore
 from services.tracker import audit
@@ -199,3 +200,5 @@ class TrackerStore(SqlProcessingStore):
 
     SCHEMA = SCHEMA
     POSTGRES_SCHEMA = POSTGRES_SCHEMA
+    # 2: the handoff log records who did an operator action, why, and to what (audit.SCHEMA_V2).
+    LATER_MIGRATIONS = (Migration(2, audit.SCHEMA_V2),)

@@ -20,11 +20,20 @@ from connectors.land.adapter import LandConnector, LandSettings
 from connectors.land.client import LandClient, Parcel
 from connectors.land.sandbox.app import LandSandboxSettings
 from connectors.land.sandbox.app import create_app as create_land_app
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV
 from connectors.tax.adapter import TaxConnector, TaxSettings
 from connectors.tax.client import TaxClient
 from connectors.tax.sandbox.app import create_app as create_tax_app
 from connectors.testing import SampleForms
-from tests.sandboxes.helpers import BASE_URL, asgi_client
+from tests.sandboxes.helpers import BASE_URL, TEST_ADMIN_TOKEN, asgi_client
+
+
+@pytest.fixture(autouse=True)
+def sandbox_admin_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The in-process sandboxes get the tests' admin token (``asgi_client`` sends it)."""
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, TEST_ADMIN_TOKEN)
+    return TEST_ADMIN_TOKEN
+
 
 C = TypeVar("C", bound=Connector)
 K = TypeVar("K")

@@ -31,6 +31,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         topic_prefix=prefix,
         agencies=ALL_AGENCIES,
         ports=StackPorts.free(ALL_AGENCIES),
+        sign_in=False,
     ) as running:
         yield running
 
@@ -136,7 +137,9 @@ async def test_birth_death_and_household_business_complete(stack: LocalStack, tr
 async def test_a_birth_whose_insurance_leg_fails_first_completes_after_retry(
     stack: LocalStack, traffic: Traffic
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.sandbox_url(Agency.SOCIAL_INSURANCE), timeout=5.0) as http:
+    admin = stack.sandbox_admin_headers()
+    url = stack.sandbox_url(Agency.SOCIAL_INSURANCE)
+    async with httpx.AsyncClient(base_url=url, timeout=5.0, headers=admin) as http:
         # The next two calls to social insurance answer 503; the connector host retries in process.
         set_faults = await http.put("/_sandbox/faults", json={"fail_next": 2, "error_status": 503})
         assert set_faults.status_code == 200, set_faults.text

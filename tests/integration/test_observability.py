@@ -54,7 +54,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     work_dir = tmp_path_factory.mktemp("observed")
     prefix = f"obs{int(time.time() * 1000) % 10**8}."
     ports = StackPorts.free(DEFAULT_AGENCIES)
-    with LocalStack(kafka_bootstrap, work_dir, topic_prefix=prefix, ports=ports) as stack:
+    with LocalStack(kafka_bootstrap, work_dir, topic_prefix=prefix, ports=ports, sign_in=False) as stack:
         import asyncio
 
         async def traffic() -> list[Submitted]:

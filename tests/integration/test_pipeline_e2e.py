@@ -31,7 +31,11 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     work_dir = tmp_path_factory.mktemp("stack")
     prefix = f"e2e{int(time.time() * 1000) % 10**8}."
     with LocalStack(
-        kafka_bootstrap, work_dir, topic_prefix=prefix, ports=StackPorts.free(DEFAULT_AGENCIES)
+        kafka_bootstrap,
+        work_dir,
+        topic_prefix=prefix,
+        ports=StackPorts.free(DEFAULT_AGENCIES),
+        sign_in=False,
     ) as running:
         yield running
 

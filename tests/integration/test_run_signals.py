@@ -147,7 +147,7 @@ def background_run(tmp_path: Path) -> Iterator[BackgroundRun]:
     with output.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.tools.cli", "run", "--no-faults", "--free-ports", "--rate", "2",
-             "--work-dir", str(work_dir)],
+             "--no-sign-in", "--work-dir", str(work_dir)],  # sign-in: tests/acceptance, test_stack_sign_in
             cwd=REPO,
             env=env,
             stdout=out,

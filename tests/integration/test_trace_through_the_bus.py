@@ -91,7 +91,7 @@ async def test_one_dossier_is_one_trace_through_every_service(
         "data_dir": tmp_path,
     }
     intake = build_intake(IntakeSettings(**common))
-    tracker = build_tracker(TrackerSettings(**common))
+    tracker = build_tracker(TrackerSettings(**common, staff_sign_in="off"))
     apps = [
         tracker,
         build_router(RouterSettings(**common)),

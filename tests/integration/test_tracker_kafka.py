@@ -44,7 +44,7 @@ async def test_the_tracker_projects_events_from_every_topic(
 ) -> None:
     await ensure_topics(kafka_bootstrap, all_topics(topic_prefix))
     settings = TrackerSettings(
-        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, data_dir=tmp_path
+        bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix, data_dir=tmp_path, staff_sign_in="off"
     )
     app = build_app(settings)
 

@@ -10,12 +10,19 @@ from typing import Any, TypeVar
 import httpx
 from fastapi import FastAPI
 
+from connectors.sandbox_kit.admin import admin_headers
+
 T = TypeVar("T")
 BASE_URL = "http://sandbox.test"
+# The admin token the in-process sandboxes of these tests are given (tests/sandboxes/conftest.py and
+# tests/connectors/conftest.py put it in LIENTHONG_SANDBOX_ADMIN_TOKEN for every test).
+TEST_ADMIN_TOKEN = "sandbox-admin-token-of-the-tests"
 
 
-def asgi_client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+def asgi_client(app: FastAPI, *, admin: bool = True) -> httpx.AsyncClient:
+    """A client of the app in process; ``admin``: it sends the tests' admin token (fault endpoints)."""
+    headers = admin_headers(TEST_ADMIN_TOKEN) if admin else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=headers)
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], *, within_s: float = 5.0) -> T:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import stat
 import subprocess
@@ -119,7 +120,7 @@ def test_a_connector_with_another_producers_key_refuses_to_start(tmp_path: Path)
     assert "'connector.tax'" in sentence and "'connector.land'" in sentence
 
 
-@pytest.mark.parametrize("module", ["services.tracker", "services.router"])
+@pytest.mark.parametrize("module", ["services.tracker", "services.router", "services.intake"])
 def test_the_development_switch_lets_a_service_start_and_says_so(module: str, tmp_path: Path) -> None:
     port = free_port()
     env = _service_env(tmp_path, LIENTHONG_INSECURE_DEV="1", LIENTHONG_PORT=str(port))
@@ -129,8 +130,12 @@ def test_the_development_switch_lets_a_service_start_and_says_so(module: str, tm
     try:
         assert process.stderr is not None
         first = process.stderr.readline()  # the warning comes before anything else
-        assert "INSECURE" in first and "LIENTHONG_INSECURE_DEV" in first, first
-        assert "never in a deployment" in first, first
+        # A JSON line like every other (stderr is not a terminal), also for what is said at start.
+        message = json.loads(first)["message"]
+        assert "INSECURE" in message and "LIENTHONG_INSECURE_DEV" in message, first
+        assert "never in a deployment" in message, first
+        if module == "services.intake":  # and the warnings of building the app, no issuer given
+            assert "not authenticated" in json.loads(process.stderr.readline())["message"]
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -178,6 +183,7 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
             agencies=DEFAULT_AGENCIES,
             ports=StackPorts.free(DEFAULT_AGENCIES),
             access=access,
+            sign_in=False,  # the broker's security is the point here; sign-in has tests of its own
         )
         running.enter_context(stack)
         yield stack

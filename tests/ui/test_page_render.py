@@ -28,12 +28,16 @@ class Page:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self.replayed: list[list[dead_letter_replay.DeadLetter]] = []
+        self.recorded: list[Any] = []
 
         async def replayer(
             _: str, letters: Sequence[dead_letter_replay.DeadLetter]
         ) -> dead_letter_replay.ReplayReport:
             self.replayed.append(list(letters))
             return dead_letter_replay.ReplayReport([x.id for x in letters], [])
+
+        async def recorder(action: Any) -> None:
+            self.recorded.append(action)
 
         app = FastAPI()
         app.include_router(
@@ -43,6 +47,7 @@ class Page:
                 bootstrap_servers="127.0.0.1:9",
                 now=lambda: self.tracker.now,
                 replayer=replayer,
+                recorder=recorder,
             )
         )
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracker")
@@ -132,12 +137,39 @@ async def test_replay_selects_the_dead_letters_of_that_dossier_and_agency_and_sa
         return [mine, other_dossier, other_agency]
 
     monkeypatch.setattr(dead_letter_replay, "read_dead_letters", read)
-    answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance")
+    answer = await page.http.post(
+        f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance", data={"reason": "registry back"}
+    )
     assert answer.status_code == 303
     assert page.replayed == [[mine]]
+    assert [(a.action, a.reason, a.targets) for a in page.recorded] == [
+        ("replay", "registry back", [mine.id])
+    ]
     shown = await page.html(answer.headers["location"])
     assert "Đã xử lý lại 1 chuyển giao bị kẹt" in shown
 
-    answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/tax?lang=en")
+    answer = await page.http.post(
+        f"/giam-sat/ho-so/{received.dossier_id}/replay/tax?lang=en", data={"reason": "checking"}
+    )
     shown = await page.html(answer.headers["location"])
     assert "No dead letter of this dossier was found for agency tax" in shown
+
+
+async def test_with_sign_in_off_the_page_says_so_and_a_replay_still_needs_a_reason(page: Page) -> None:
+    received = await stuck_birth(page)
+    shown = await page.html(f"/giam-sat/ho-so/{received.dossier_id}", lang="en")
+    assert 'id="sign-in-off"' in shown and "Sign-in is off" in shown
+    answer = await page.http.post(f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance")
+    assert answer.status_code == 400
+    assert "needs a reason" in answer.json()["detail"] or "lý do" in answer.json()["detail"]
+    assert page.replayed == []
+
+
+async def test_a_cross_site_replay_post_is_refused_even_with_sign_in_off(page: Page) -> None:
+    received = await stuck_birth(page)
+    target = f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance"
+    for headers in ({"Origin": "https://attacker.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = await page.http.post(target, data={"reason": "click here"}, headers=headers)
+        assert answer.status_code == 403, headers
+        assert "may only be sent from the page itself" in answer.json()["detail"]
+    assert page.replayed == []

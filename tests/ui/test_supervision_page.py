@@ -59,6 +59,7 @@ def stack(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LocalStack]:
         topic_prefix=f"ui{int(time.time() * 1000) % 10**8}.",
         ports=StackPorts.free(DEFAULT_AGENCIES),
         service_env=SHORT_TIERS,
+        sign_in=False,  # the page signed in: tests/auth/test_staff_browser.py
     ) as running:
         yield running
 
@@ -77,7 +78,7 @@ async def test_staff_find_a_stuck_dossier_replay_it_and_see_it_complete(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    async with httpx.AsyncClient(timeout=5.0) as http:
+    async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
         down = await http.put(
             f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults", json={"down_for_s": OUTAGE_S}
         )
@@ -110,13 +111,15 @@ async def test_staff_find_a_stuck_dossier_replay_it_and_see_it_complete(
 
     async def registry_back() -> bool:
         """The sandbox's own word: its outage (``down_until``) is over."""
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
             faults = (await http.get(f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults")).json()
         until = faults.get("down_until")
         return until is None or datetime.fromisoformat(until) <= datetime.now(UTC)
 
     await wait_for(registry_back, OUTAGE_S + 30, "the civil-status registry coming back", interval_s=0.5)
-    browser.find_element(By.CSS_SELECTOR, 'tr.leg[data-agency="civil_status"] button.replay-button').click()
+    leg = browser.find_element(By.CSS_SELECTOR, 'tr.leg[data-agency="civil_status"]')
+    leg.find_element(By.CSS_SELECTOR, "input.replay-reason").send_keys("the registry is back")  # required
+    leg.find_element(By.CSS_SELECTOR, "button.replay-button").click()
     _poll(
         lambda: bool(browser.find_elements(By.CSS_SELECTOR, "p.flash.ok")), 30, "the replay's flash message"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from services.tools.deploy.checks import kustomize_build
 from services.tools.deploy.components import dns_name
 from services.tools.deploy.secrets import supplied_secrets
 from services.tools.stack.stack import StackPorts, agency_url_variable
+from services.tracker.app import TrackerSettings, staff_access
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -79,7 +81,8 @@ def test_compose_has_every_service_agency_and_sandbox_on_the_documented_ports(
         connector = compose[dns_name(f"connector-{agency.value}")]
         assert connector["environment"]["LIENTHONG_AGENCY"] == agency.value
         url = connector["environment"][agency_url_variable(agency)]
-        assert url == f"http://{dns_name(f'sandbox-{agency.value}')}:{PORTS.sandboxes[agency]}"
+        sandbox_url = f"http://{dns_name(f'sandbox-{agency.value}')}:{PORTS.sandboxes[agency]}"
+        assert url == f"${{{agency_url_variable(agency)}:-{sandbox_url}}}", "the sandbox unless set"
         sandbox = compose[dns_name(f"sandbox-{agency.value}")]["command"]
         assert sandbox[sandbox.index("--port") + 1] == str(PORTS.sandboxes[agency])
         assert sandbox[sandbox.index("--host") + 1] == "0.0.0.0"
@@ -151,8 +154,10 @@ def test_the_image_is_python_3_11_slim_and_installs_the_project() -> None:
 
 @pytest.fixture(scope="module")
 def manifests() -> list[dict[str, Any]]:
-    """The objects `kubectl kustomize deploy/k8s` renders (the base with every component)."""
-    return kustomize_build(K8S)
+    """The objects `kubectl kustomize deploy/k8s` renders (the base with every production component),
+    and the sandboxes of the testing-only overlay (overlays/local-testing)."""
+    testing = kustomize_build(K8S / "overlays" / "local-testing")
+    return kustomize_build(K8S) + [m for m in testing if m["metadata"]["name"].startswith("sandbox-")]
 
 
 def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -224,6 +229,65 @@ def test_the_catalog_configmap_is_the_shipped_catalog_and_is_mounted(manifests: 
         assert path == f"{mount['mountPath']}/procedures.yaml"
 
 
+def _resolved_env(container: dict[str, Any], config_maps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A container's env as the pod sees it: values, and ConfigMap keys looked up (Secrets left out)."""
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            env |= config_maps[ref["configMapRef"]["name"]]["data"]
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "configMapKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = config_maps[ref["name"]]["data"][ref["key"]]
+    return env
+
+
+def test_the_deployed_tracker_signs_staff_in_and_intake_checks_client_tokens(
+    manifests: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both get the identity provider's issuer (the operator's to set), the tracker an https address
+    and the session secret every replica shares, intake the client map: the tracker starts with sign-in
+    on instead of refusing, and nothing turns sign-in off."""
+    config_maps = of_kind(manifests, "ConfigMap")
+    deployments = of_kind(manifests, "Deployment")
+    (tracker,) = containers(deployments["tracker"])
+    env = _resolved_env(tracker, config_maps)
+    assert env.get("LIENTHONG_STAFF_SIGN_IN", "on") == "on" and "LIENTHONG_INSECURE_DEV" not in env
+    session_mount = next(
+        m for m in tracker["volumeMounts"] if env["LIENTHONG_SESSION_SECRET_FILE"].startswith(m["mountPath"])
+    )
+    session_volume = next(
+        v
+        for v in deployments["tracker"]["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == session_mount["name"]
+    )
+    assert session_volume["secret"]["secretName"] in supplied_secrets()
+    secret_file = tmp_path / "session.secret"
+    secret_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    for name, value in (env | {"LIENTHONG_SESSION_SECRET_FILE": str(secret_file)}).items():
+        monkeypatch.setenv(name, value)
+    config = staff_access(TrackerSettings()).config  # raises SignInNotConfigured where it would not start
+    assert config is not None and config.secure_cookie and config.issuer.startswith("https://")
+
+    (intake,) = containers(deployments["intake"])
+    intake_env = _resolved_env(intake, config_maps)
+    assert intake_env["LIENTHONG_OIDC_ISSUER"] == env["LIENTHONG_OIDC_ISSUER"]
+    clients_mount = next(
+        m
+        for m in intake["volumeMounts"]
+        if intake_env["LIENTHONG_OIDC_CLIENTS_FILE"].startswith(m["mountPath"])
+    )
+    clients_volume = next(
+        v
+        for v in deployments["intake"]["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == clients_mount["name"]
+    )
+    shipped = (DEPLOY / "oidc" / "clients.yaml").read_text(encoding="utf-8")
+    assert config_maps[clients_volume["configMap"]["name"]]["data"]["clients.yaml"] == shipped
+
+
 def test_each_process_connects_as_its_own_principal_and_signs_with_its_own_key(
     manifests: list[dict[str, Any]],
 ) -> None:
@@ -276,7 +340,9 @@ def _service_apps(tmp_path: Path) -> dict[str, FastAPI]:
     apps = {
         "intake": intake_app(IntakeSettings(data_dir=tmp_path / "intake", bootstrap_servers=kafka)),
         "router": router_app(RouterSettings(data_dir=tmp_path / "router", bootstrap_servers=kafka)),
-        "tracker": tracker_app(TrackerSettings(data_dir=tmp_path / "tracker", bootstrap_servers=kafka)),
+        "tracker": tracker_app(
+            TrackerSettings(data_dir=tmp_path / "tracker", bootstrap_servers=kafka, staff_sign_in="off")
+        ),
     }
     for agency in Agency:
         settings = ConnectorSettings(agency=agency, data_dir=tmp_path / agency.value, bootstrap_servers=kafka)

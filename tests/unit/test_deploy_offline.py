@@ -21,9 +21,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV
 from services.tools.cli.main import app as cli
 from services.tools.deploy import checks, compose, k8s
-from services.tools.deploy.components import TOPICS_ADMIN, bus_components, dns_name, is_dns_label
+from services.tools.deploy.components import TOPICS_ADMIN, bus_components, components, dns_name, is_dns_label
 from services.tools.deploy.envfile import read_env_file
 from services.tools.deploy.generated import ROOT, stale_files
 from services.tools.deploy.secrets import (
@@ -41,7 +42,9 @@ BUILDS = {
     "all": K8S,
     "single-node": K8S / "overlays" / "single-node",
     "external": K8S / "overlays" / "external",
+    "local-testing": K8S / "overlays" / "local-testing",
 }
+PRODUCTION_BUILDS = ("all", "single-node", "external")
 Objects = list[dict[str, Any]]
 
 _rendered: dict[str, Objects] = {}
@@ -76,6 +79,29 @@ def test_every_build_renders_and_passes_every_check(build: str) -> None:
     objects = rendered(build)
     assert objects
     assert checks.check_kubernetes(objects, supplied_secrets()) == []
+
+
+@pytest.mark.parametrize("build", PRODUCTION_BUILDS)
+def test_no_production_build_has_a_sandbox_and_none_gives_a_fault_token(build: str) -> None:
+    """The sandboxes (and their fault endpoints) are opt-in: overlays/local-testing only; even there
+    no container gets the admin token, so no sandbox serves its fault endpoints."""
+    objects = rendered(build)
+    sandboxes = {c.object_name for c in components() if c.kind == "sandbox"}
+    assert not [f"{o['kind']}/{o['metadata']['name']}" for o in objects if o["metadata"]["name"] in sandboxes]
+    assert {o["metadata"]["name"] for o in rendered("local-testing")} >= sandboxes
+    for objs in (objects, rendered("local-testing")):
+        for obj in objs:
+            for container in (checks.pod_spec(obj) or {}).get("containers", []):
+                assert ADMIN_TOKEN_ENV not in {e["name"] for e in container.get("env", [])}, obj
+
+
+def test_compose_starts_the_sandboxes_only_in_their_profile_without_a_fault_token(
+    compose_document: dict[str, Any],
+) -> None:
+    for name, service in compose_document["services"].items():
+        assert ADMIN_TOKEN_ENV not in (service.get("environment") or {}), name
+        if name.startswith("sandbox-"):
+            assert service["profiles"] == [compose.SANDBOX_PROFILE], name
 
 
 def test_every_service_runs_twice_never_drops_below_and_spreads() -> None:

@@ -83,6 +83,9 @@ def test_dossier_topics_and_their_dead_letters() -> None:
     assert len(specs) == len(all_topics()), "topic names are unique"
     replay_log = specs.pop("dlq.replays")
     assert replay_log.cleanup_policy is CleanupPolicy.COMPACT, "one entry per replayed dead letter, kept"
+    heads = specs.pop("audit.heads")
+    assert heads.cleanup_policy is CleanupPolicy.COMPACT, "the newest anchored head of each chain, kept"
+    assert specs["operator.actions"].retention_ms == -1, "every operator action is kept"
     assert all(spec.cleanup_policy is CleanupPolicy.DELETE for spec in specs.values())
     assert specs["dossier.received"].configs() == {
         "retention.ms": str(14 * DAY_MS),

@@ -197,7 +197,9 @@ class Tracker:
 
     def __init__(self, path: Path) -> None:
         self.now = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-        settings = TrackerSettings(data_dir=path.with_suffix(""), bootstrap_servers="127.0.0.1:1")
+        settings = TrackerSettings(
+            data_dir=path.with_suffix(""), bootstrap_servers="127.0.0.1:1", staff_sign_in="off"
+        )
         self.service = InMemoryService(lambda: build_app(settings, now=lambda: self.now), [])
 
     @property
@@ -716,7 +718,7 @@ def test_the_tracker_reads_every_dossier_topic_and_every_agency_queue() -> None:
 
 
 async def test_the_service_is_not_ready_before_its_broker_started(tmp_path: Path) -> None:
-    app = build_app(TrackerSettings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"))
+    app = build_app(TrackerSettings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1", staff_sign_in="off"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tracker") as http:
         assert (await http.get("/health")).status_code == 200
         not_ready = await http.get("/ready")

@@ -23,7 +23,10 @@ authorization   NotTheAgencysOutcome (an outcome not   no       no          none
                 retry header signed by a producer
                 that may not set it), EventTooOld
                 (older than LIENTHONG_MAX_EVENT_AGE
-                and not an operator's replay)
+                and not an operator's replay),
+                NotAnOperatorTool (an operator action
+                not recorded by the tracker or the
+                dead-letter tool)
 poison          EventContractError (unparseable,       no       no          none         —           —
                 schema-invalid, unknown type or
                 version, missing headers, oversized,
@@ -59,7 +62,7 @@ import psycopg
 from pydantic import ValidationError
 
 from connectors.errors import AgencyProtocolError, AgencyRejected, AgencyUnavailable
-from schemas.authority import NotTheAgencysOutcome
+from schemas.authority import NotAnOperatorTool, NotTheAgencysOutcome
 from schemas.errors import EventContractError, SignatureError
 from services.runtime.trust.header_signing import EventTooOld, NotAllowedToRedeliver
 
@@ -139,7 +142,8 @@ TABLE: tuple[FailureRow, ...] = (
         call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
     ),
     FailureRow(
-        FailureClass.AUTHORIZATION, (NotTheAgencysOutcome, NotAllowedToRedeliver, EventTooOld),
+        FailureClass.AUTHORIZATION,
+        (NotTheAgencysOutcome, NotAnOperatorTool, NotAllowedToRedeliver, EventTooOld),
         retried_in_process=False, delayed=False, dead_lettered=True, redelivered=False,
         call_result=CallResult.PROTOCOL, circuit=CircuitEffect.NONE,
     ),

@@ -15,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from services.runtime.observe.logs import configure_logging
 from services.runtime.shell.settings import SigningSettings
 from services.runtime.trust import signing
 from services.runtime.trust.keys import KeyFileError, load_signing_key
@@ -88,7 +89,12 @@ def check_trust(
 
 def require_trust(service: str, *, signs_as: str | None, verifies: bool) -> None:
     """:func:`check_trust` for this process: what it loads becomes the process's signer and verifier
-    (:func:`services.runtime.trust.signing.configure`); a refusal ends the process with its sentence."""
+    (:func:`services.runtime.trust.signing.configure`); a refusal ends the process with its sentence.
+
+    It is the first thing a service process does, so it also sets up the process's logging: what is
+    said at start (this check's warning, those of building the app) comes out as the same masked JSON
+    lines as the rest, not as the bare text of Python's last-resort handler."""
+    configure_logging(service)
     try:
         signer, verifier = check_trust(service, signs_as=signs_as, verifies=verifies)
     except TrustNotConfigured as refusal:

@@ -73,6 +73,7 @@ class PipelineBench:
             service_env=ZERO_LATENCY_ENV,
             replicas=replicas,
             database_url=database_url,
+            sign_in=False,  # the pipeline's own cost; JWT validation is measured by bench.auth
         )
         # Round-robin over the intakes, so that every instance takes its share of the submissions
         self._intakes = itertools.cycle(self.stack.urls("intake"))
@@ -242,10 +243,11 @@ class PipelineBench:
 
     async def set_failing(self, agency: Agency, failing: bool) -> None:
         url = f"{self.stack.sandbox_url(agency)}/_sandbox/faults"
+        admin = self.stack.sandbox_admin_headers()
         if failing:
-            (await self.http.put(url, json={"failure_rate": 1})).raise_for_status()
+            (await self.http.put(url, json={"failure_rate": 1}, headers=admin)).raise_for_status()
         else:
-            (await self.http.delete(url)).raise_for_status()
+            (await self.http.delete(url, headers=admin)).raise_for_status()
 
     async def mixed(self, count: int) -> PhaseResult:
         """Births with a household business every fourth, every agency healthy: the isolation run's

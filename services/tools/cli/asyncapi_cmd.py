@@ -53,7 +53,7 @@ def service_documents() -> Iterator[dict[str, dict[str, Any]]]:
         apps = {
             "intake": build_intake(IntakeSettings(**common)),
             "router": build_router(RouterSettings(**common)),
-            "tracker": build_tracker(TrackerSettings(**common)),
+            "tracker": build_tracker(TrackerSettings(**common, staff_sign_in="off")),  # only its document
         }
         for agency in sorted(available_agencies(), key=lambda a: a.value):
             apps[f"connector-{agency.value}"] = build_connector(ConnectorSettings(agency=agency, **common))

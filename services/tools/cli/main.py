@@ -14,6 +14,7 @@ from services.tools.cli import (
     db_cmd,
     dlq_cmd,
     keys_cmd,
+    login_cmd,
     run_cmd,
     schemas_cmd,
     topics_cmd,
@@ -26,6 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(name="run")(run_cmd.run)
+app.command(name="login")(login_cmd.login)
+app.command(name="logout")(login_cmd.logout)
 app.add_typer(broker_cmd.app, name="broker")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(schemas_cmd.app, name="schemas")

@@ -44,12 +44,20 @@ def run(
         " start` broker). By default the broker asks for SASL/SCRAM, every service connects as its own"
         " principal under ACLs; the events are signed and verified either way.",
     ),
+    sign_in: bool = typer.Option(
+        True,
+        "--sign-in/--no-sign-in",
+        help="Client systems and staff sign in with the local OpenID Connect provider (Keycloak, demo users"
+        " and clients of deploy/oidc/lienthong-realm.json; needs Java 21+). --no-sign-in runs intake and"
+        " the supervision page open to anyone, for development only; the summary says so on every line.",
+    ),
 ) -> None:
     """Start the broker, the agency sandboxes and every service, and feed sample dossiers.
 
     SIGINT (Ctrl-C) and SIGTERM stop everything in order, also when started in the background; the
     exit code is then 128 + the signal's number (130, 143), as a shell reports a signal.
     """
+    from services.tools.localoidc.errors import ProviderError
     from services.tools.localpg.server import PostgresError
     from services.tools.stack.migrations import NewerSchema
     from services.tools.stack.run import DATABASE_URL_ENV, DATABASES, RunOptions
@@ -81,8 +89,19 @@ def run(
             database=chosen,
             replicas=replicas,
             secure=not insecure,
+            sign_in=sign_in,
         )
         stopped_by = run_stack(options, typer.echo)
+    except ProviderError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "it did not start"
+        typer.secho(
+            f"Sign-in needs the local OpenID Connect provider (Keycloak), which could not start ({first}):"
+            " install Java 21+ and Maven and run `python -m services.tools.localoidc prepare`, or run"
+            " `lienthong run --no-sign-in` for development without sign-in.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1) from None
     except (BrokerError, PostgresError, NewerSchema) as error:
         typer.secho(str(error), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -8,9 +8,13 @@
 - ``components/``: ``cloudnative-pg`` (the ``Cluster`` whose app Secret holds the database URL),
   ``strimzi`` (a ``KafkaUser`` per principal, with the ACLs ``services/tools/localkafka/access.py``
   declares), ``monitoring`` (ServiceMonitor and PrometheusRule, for the Prometheus Operator) and
-  ``sandboxes`` (stand-ins of the agency systems).
-- ``kustomization.yaml``: the base with every component; ``overlays/single-node`` (one replica, topics
-  in one copy) and ``overlays/external`` (your own Kafka and PostgreSQL: no operator resources).
+  ``sandboxes`` (stand-ins of the agency systems: local and testing clusters only).
+- ``kustomization.yaml``: the base with every production component; ``overlays/single-node`` (one
+  replica, topics in one copy) and ``overlays/external`` (your own Kafka and PostgreSQL: no operator
+  resources); ``overlays/local-testing`` (single-node with the sandboxes, for a test cluster).
+
+The sandboxes are opt-in: no production build (the root, ``single-node``, ``external``) includes them,
+and where they run they are given no ``LIENTHONG_SANDBOX_ADMIN_TOKEN``, so they serve no fault endpoints.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ from services.tools.deploy.components import (
     bus_components,
     components,
     sandbox_url,
+)
+from services.tools.deploy.identity import (
+    CLIENTS_FILE,
+    CLIENTS_FILE_NAME,
+    PLACEHOLDER_ISSUER,
+    PLACEHOLDER_PUBLIC_URL,
+    SESSION_SECRET_KEY,
+    SESSION_SECRET_NAME,
+    identity_env,
+    uses_identity,
 )
 from services.tools.deploy.secrets import (
     DATABASE_KEY,
@@ -65,6 +79,10 @@ KAFKA_CONFIG, SERVICE_CONFIG, AGENCIES_CONFIG, CATALOG_CONFIG = (
     "lienthong-agencies",
     "lienthong-catalog",
 )
+# The operator's identity provider and the page's address (placeholders: services.tools.deploy.identity),
+# and the client systems' map for intake.
+IDENTITY_CONFIG, OIDC_CLIENTS_CONFIG = "lienthong-identity", "lienthong-oidc-clients"
+OIDC_CLIENTS_DIR, SESSION_DIR = "/etc/lienthong/oidc", "/etc/lienthong/session"
 CATALOG_DIR, SIGNING_DIR, TRUST_DIR, KAFKA_CA_DIR = (
     "/etc/lienthong/catalog",
     "/etc/lienthong/signing",
@@ -144,6 +162,27 @@ def _database_env() -> dict[str, Any]:
     }
 
 
+def _identity(
+    component: Component, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Intake's and the tracker's identity settings (env), adding the files they read to ``volumes``
+    and ``mounts``: intake the client map, the tracker the session secret all its replicas share."""
+    names = ["LIENTHONG_OIDC_ISSUER"] + (["LIENTHONG_PUBLIC_URL"] if component.name == "tracker" else [])
+    env: list[dict[str, Any]] = [
+        {"name": name, "valueFrom": {"configMapKeyRef": {"name": IDENTITY_CONFIG, "key": name}}}
+        for name in names
+    ]
+    fixed = identity_env(component, clients_dir=OIDC_CLIENTS_DIR, session_dir=SESSION_DIR)
+    env += [{"name": name, "value": value} for name, value in fixed.items()]
+    if component.name == "intake":
+        volumes.append({"name": "oidc-clients", "configMap": {"name": OIDC_CLIENTS_CONFIG}})
+        mounts.append({"name": "oidc-clients", "mountPath": OIDC_CLIENTS_DIR, "readOnly": True})
+    else:
+        volumes.append(_secret_volume("session", SESSION_SECRET_NAME, [SESSION_SECRET_KEY]))
+        mounts.append({"name": "session", "mountPath": SESSION_DIR, "readOnly": True})
+    return env
+
+
 def _deployment(component: Component) -> dict[str, Any]:
     env_from, volumes, mounts = _kafka_access(component.principal)
     env_from.append({"configMapRef": {"name": SERVICE_CONFIG}})
@@ -152,6 +191,8 @@ def _deployment(component: Component) -> dict[str, Any]:
         {"name": "LIENTHONG_SIGNING_KEY", "value": f"{SIGNING_DIR}/{signing_key_file(component)}"},
         _database_env(),
     ]
+    if uses_identity(component):
+        env += _identity(component, volumes, mounts)
     if component.agency is not None:
         env.append({"name": "LIENTHONG_AGENCY", "value": component.agency.value})
         variable = component.url_variable
@@ -352,6 +393,11 @@ def _config_maps() -> list[dict[str, Any]]:
         config_map(SERVICE_CONFIG, service),
         config_map(AGENCIES_CONFIG, agencies),
         config_map(CATALOG_CONFIG, {"procedures.yaml": catalog}),
+        config_map(
+            IDENTITY_CONFIG,
+            {"LIENTHONG_OIDC_ISSUER": PLACEHOLDER_ISSUER, "LIENTHONG_PUBLIC_URL": PLACEHOLDER_PUBLIC_URL},
+        ),
+        config_map(OIDC_CLIENTS_CONFIG, {CLIENTS_FILE_NAME: CLIENTS_FILE.read_text(encoding="utf-8")}),
     ]
 
 
@@ -523,7 +569,8 @@ def _kustomization(kind: str = "Kustomization", **fields: Any) -> dict[str, Any]
     return {"apiVersion": f"kustomize.config.k8s.io/{version}", "kind": kind, **fields}
 
 
-_COMPONENTS = ("cloudnative-pg", "strimzi", "monitoring", "sandboxes")
+_COMPONENTS = ("cloudnative-pg", "strimzi", "monitoring")  # production: never the sandboxes
+TESTING_ONLY_COMPONENTS = ("sandboxes",)
 
 
 def _overlays() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -531,7 +578,7 @@ def _overlays() -> dict[str, tuple[str, dict[str, Any]]]:
     single_node = _kustomization(
         namespace=NAMESPACE,
         resources=["../../base"],
-        components=[f"../../components/{c}" for c in ("cloudnative-pg", "strimzi", "sandboxes")],
+        components=[f"../../components/{c}" for c in ("cloudnative-pg", "strimzi")],
         replicas=[{"name": name, "count": 1} for name in bus],
         patches=[
             {
@@ -561,10 +608,11 @@ def _overlays() -> dict[str, tuple[str, dict[str, Any]]]:
             },
         ],
     )
-    external = _kustomization(
+    external = _kustomization(namespace=NAMESPACE, resources=["../../base"])
+    local_testing = _kustomization(
         namespace=NAMESPACE,
-        resources=["../../base"],
-        components=["../../components/sandboxes"],
+        resources=["../single-node"],
+        components=[f"../../components/{c}" for c in TESTING_ONLY_COMPONENTS],
     )
     return {
         "overlays/single-node/kustomization.yaml": (
@@ -578,6 +626,12 @@ def _overlays() -> dict[str, tuple[str, dict[str, Any]]]:
             "the principals' ACLs on your cluster, and set KAFKA_BOOTSTRAP_SERVERS in the lienthong-kafka\n"
             "ConfigMap.",
             external,
+        ),
+        "overlays/local-testing/kustomization.yaml": (
+            "LOCAL AND TESTING CLUSTERS ONLY, never production: single-node with the sandboxes,\n"
+            "stand-ins of the six agency systems that the connectors call instead of the real ones.\n"
+            "They get no admin token (LIENTHONG_SANDBOX_ADMIN_TOKEN): they serve no fault endpoints.",
+            local_testing,
         ),
     }
 
@@ -641,7 +695,8 @@ def render() -> dict[Path, str]:
         ),
         "sandboxes": (
             "sandboxes.yaml",
-            "Stand-ins of the six agency systems, for test and demonstration clusters (state in memory).",
+            "LOCAL AND TESTING ONLY, never production (overlays/local-testing opts in): stand-ins of\n"
+            "the six agency systems, state in memory, no admin token: they serve no fault endpoints.",
             [d for c in components() if c.kind == "sandbox" for d in (_sandbox_deployment(c), _service(c))],
         ),
     }
@@ -653,7 +708,8 @@ def render() -> dict[Path, str]:
         files[Path(f"components/{name}/{file}")] = (header, documents)
     files[Path("kustomization.yaml")] = (
         "Liên Thông on Kubernetes, every part: `kubectl apply -k deploy/k8s` (README, Deployment).\n"
-        "Needs CloudNativePG, Strimzi and the Prometheus Operator; overlays/ has smaller choices.",
+        "Needs CloudNativePG, Strimzi and the Prometheus Operator; overlays/ has smaller choices.\n"
+        "Production: no sandboxes (they are in overlays/local-testing only).",
         [
             _kustomization(
                 namespace=NAMESPACE, resources=["base"], components=[f"components/{c}" for c in _COMPONENTS]

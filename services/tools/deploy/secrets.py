@@ -10,12 +10,14 @@ real one). The base reads:
 - ``lienthong-signing-<process>``: the process's private signing key, one file ``<producer>.key.json``.
 - ``lienthong-trust-store``: every producer's public key, ``<key id>.json`` (mounted whole), and the
   dead-letter tool's (``dlq-tool``: its private key stays with the operators, for ``lienthong dlq replay``).
+- ``lienthong-session``: key ``session.secret``, what signs the supervision page's session cookies,
+  the same for every tracker replica (services.tools.deploy.identity).
 - ``lienthong-db-app``: key ``uri``, the PostgreSQL URL; made by CloudNativePG for the ``Cluster``
   ``lienthong-db``, or by the operator for an external database.
 - ``lienthong-cluster-ca-cert``: key ``ca.crt``, the CA of the brokers' certificates; made by Strimzi
   for a ``Kafka`` named ``lienthong``, or by the operator for another cluster.
 
-``lienthong keys k8s-secrets`` writes the first three (:func:`k8s_secret_documents`);
+``lienthong keys k8s-secrets`` writes the first four (:func:`k8s_secret_documents`);
 ``lienthong keys compose-secrets`` writes what the Compose file's one-shot ``keys`` job provides
 (:func:`write_compose_secrets`).
 """
@@ -34,6 +36,7 @@ import yaml
 from services.runtime.trust.header_signing import REPLAY_TOOL
 from services.runtime.trust.keys import ensure_key, private_key_path
 from services.tools.deploy.components import TOPICS_ADMIN, Component, bus_components, dns_name
+from services.tools.deploy.identity import SESSION_SECRET_KEY, SESSION_SECRET_NAME
 
 NAMESPACE = "lienthong"
 SASL_USERNAME = "LIENTHONG_SASL_USERNAME"
@@ -80,6 +83,7 @@ def supplied_secrets() -> dict[str, SuppliedSecret]:
         ),
         SuppliedSecret(KAFKA_CA_SECRET, frozenset({KAFKA_CA_KEY}), "Strimzi, or you (another Kafka cluster)"),
         SuppliedSecret(TRUST_STORE_SECRET, None, by_keys),
+        SuppliedSecret(SESSION_SECRET_NAME, frozenset({SESSION_SECRET_KEY}), by_keys),
     ]
     for principal in [*(c.principal for c in bus_components()), TOPICS_ADMIN]:
         supplied.append(
@@ -133,6 +137,12 @@ def k8s_secret_documents(out: Path, private_dir: Path, trust_store: Path) -> dic
     ensure_key(REPLAY_TOOL, private_dir, trust_store)  # trusted; no pod holds its private key
     trusted = {p.name: p.read_bytes() for p in sorted(trust_store.glob("*.json"))}
     documents[f"{TRUST_STORE_SECRET}.yaml"] = _secret(TRUST_STORE_SECRET, trusted)
+    session = _kept_password(
+        out / f"{SESSION_SECRET_NAME}.yaml", SESSION_SECRET_KEY
+    ) or secrets.token_urlsafe(32)
+    documents[f"{SESSION_SECRET_NAME}.yaml"] = _secret(
+        SESSION_SECRET_NAME, {SESSION_SECRET_KEY: session.encode()}, string=True
+    )
     for principal in [*(c.principal for c in bus_components()), TOPICS_ADMIN]:
         name = kafka_secret(principal)
         password = _kept_password(out / f"{name}.yaml", SASL_PASSWORD) or secrets.token_urlsafe(32)
@@ -193,6 +203,7 @@ def write_compose_secrets(out: Path) -> list[Path]:
     for component in bus_components():
         ensure_key(component.producer, out / "signing", out / "trust-store")
     ensure_key(REPLAY_TOOL, out / "signing", out / "trust-store")  # for `lienthong dlq replay`
+    _kept_file(out / SESSION_SECRET_KEY, 0o600)  # the tracker's session cookies
     database_password = _kept_file(out / "postgres.password", 0o644)
     database_url = f"postgresql://{COMPOSE_DATABASE_USER}:{database_password}@{COMPOSE_DATABASE_HOST}/{COMPOSE_DATABASE_USER}"
     users: dict[str, str] = {}
@@ -213,7 +224,7 @@ def write_compose_secrets(out: Path) -> list[Path]:
     users_file = out / "kafka" / "users"
     users_file.write_text("".join(f"{p} {pw}\n" for p, pw in users.items()), encoding="utf-8")
     os.chmod(users_file, 0o644)  # read by the broker's setup job, which runs as another user
-    written += [users_file, out / "postgres.password"]
+    written += [users_file, out / "postgres.password", out / SESSION_SECRET_KEY]
     return written
 
 

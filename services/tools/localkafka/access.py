@@ -8,19 +8,24 @@ writes outcomes, and uses its own consumer groups; it cannot read another agency
 The tracker reads every topic it projects and, for its supervision page's replay button
 (:mod:`services.runtime.failures.dead_letter_replay`), every dead-letter topic and the replay log: a
 replay writes the record back to the topic it failed on and records itself on ``dlq.replays``. It
-reads those without a consumer group.
+reads those without a consumer group. It records each replay its page makes on ``operator.actions``
+(which it also reads and projects into the handoff log, dead-lettering what it refuses), and publishes
+the log's signed head on ``audit.heads``. The CLI (``lienthong dlq``, ``lienthong audit verify``)
+connects as the admin principal: it records its own actions and reads the anchored head as the admin.
 """
 
 from __future__ import annotations
 
 from schemas.agencies import Agency
 from schemas.topics import (
+    AUDIT_HEADS,
     DLQ_REPLAYS,
     DLQ_SUFFIX,
     DOSSIER_CLOSED,
     DOSSIER_RECEIVED,
     DOSSIER_STATUS,
     HANDOFF_OUTCOME,
+    OPERATOR_ACTIONS,
     all_topics,
     requests_topic,
 )
@@ -63,6 +68,9 @@ def service_acls(prefix: str = "") -> dict[str, list[Acl]]:
             # the replay button
             *_topics("tracker", "read", *dead_letters, replays),
             *_topics("tracker", "write", *dict.fromkeys(replayed_to), replays),
+            # who did it, in the chain: the page's actions, and the log's anchored head
+            *_topics("tracker", "read", prefix + OPERATOR_ACTIONS, prefix + AUDIT_HEADS),
+            *_topics("tracker", "write", prefix + AUDIT_HEADS, prefix + OPERATOR_ACTIONS + DLQ_SUFFIX),
         ],
     }
     for agency in Agency:

@@ -67,6 +67,10 @@ class StackState:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password_file: str | None = None
+    # Sign-in: the issuer of the provider the stack's intake and supervision page trust (None: sign-in
+    # off, --no-sign-in), and the owner-only file of the sandboxes' admin token (fault endpoints).
+    oidc_issuer: str | None = None
+    sandbox_admin_token_file: str | None = None
 
     @classmethod
     def of_this_process(
@@ -78,8 +82,11 @@ class StackState:
         tracker_url: str,
         *,
         sasl: tuple[str, str, Path] | None = None,
+        oidc_issuer: str | None = None,
+        sandbox_admin_token_file: Path | None = None,
     ) -> StackState:
-        """``sasl``: the mechanism, principal and password file the stack's tools use on its broker."""
+        """``sasl``: the mechanism, principal and password file the stack's tools use on its broker;
+        ``oidc_issuer``: the provider it signs in with (None: sign-in off)."""
         pid = os.getpid()
         mechanism, username, password_file = sasl if sasl is not None else (None, None, None)
         return cls(
@@ -93,6 +100,10 @@ class StackState:
             sasl_mechanism=mechanism,
             sasl_username=username,
             sasl_password_file=str(password_file.resolve()) if password_file is not None else None,
+            oidc_issuer=oidc_issuer,
+            sandbox_admin_token_file=(
+                str(sandbox_admin_token_file.resolve()) if sandbox_admin_token_file is not None else None
+            ),
         )
 
     def alive(self) -> bool:

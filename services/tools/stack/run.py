@@ -20,6 +20,12 @@ SASL/SCRAM and enforces ACLs, every service connects as its own principal and si
 its own key, and every consumer verifies what it reads. ``--insecure`` runs the broker in PLAINTEXT
 without ACLs (and then reuses a running ``lienthong broker start`` broker); the events stay signed.
 A cluster given in ``KAFKA_BOOTSTRAP_SERVERS`` is used as it is: its principals and ACLs are its own.
+
+Sign-in is on by default (:mod:`services.tools.stack.signin`): the run starts the local OpenID Connect
+provider (Keycloak, with the demo users and client systems of ``deploy/oidc/lienthong-realm.json``),
+intake takes dossiers only from signed-in client systems (the sample traffic signs in as the counter
+application and the online portal), and the supervision page signs staff in; the summary says how.
+``--no-sign-in`` runs both open, for development, and every summary line says so.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from services.tools.localpg.server import LocalPostgres, drop_database, redacted
 from services.tools.stack import discovery
 from services.tools.stack.migrations import check_reachable
 from services.tools.stack.secured import StackAccess, secured_local_broker
+from services.tools.stack.signin import sign_in_lines
 from services.tools.stack.stack import DEFAULT_AGENCIES, HOST, LocalStack, StackPorts, connector_kind
 from services.tools.stack.traffic import Submitted, Traffic
 
@@ -70,6 +77,7 @@ class RunOptions:
     database: str = "sqlite"  # or "postgres" (DATABASES)
     replicas: int = 1  # instances of every service (more than one needs "postgres")
     secure: bool = True  # SASL/SCRAM, one principal per service, ACLs (secured_broker)
+    sign_in: bool = True  # client systems and staff sign in with the local OIDC provider (signin)
 
 
 DATABASES = ("sqlite", "postgres")
@@ -266,6 +274,9 @@ def _check_ports(ports: StackPorts) -> None:
         )
 
 
+SIGN_IN_OFF = "SIGN-IN OFF (--no-sign-in): open to anyone"
+
+
 def summary_line(stats: dict[str, Any], started: float) -> str:
     """One line of the live terminal summary, from the tracker's ``GET /stats``."""
     totals = stats["totals"]
@@ -305,7 +316,11 @@ async def _inject(
     http: httpx.AsyncClient, stack: LocalStack, fault: Fault, echo: Callable[[str], None]
 ) -> None:
     try:
-        answer = await http.put(f"{stack.sandbox_url(fault.agency)}/_sandbox/faults", json=dict(fault.update))
+        answer = await http.put(
+            f"{stack.sandbox_url(fault.agency)}/_sandbox/faults",
+            json=dict(fault.update),
+            headers=stack.sandbox_admin_headers(),
+        )
         answer.raise_for_status()
         echo(f"  ⚡ fault injected: {fault.says}")
     except httpx.HTTPError as error:
@@ -330,7 +345,8 @@ async def _traffic_loop(
     kinds = [
         (traffic.land_transfer, 25),
         (traffic.first_certificate, 10),
-        (traffic.marriage, 25),
+        (traffic.marriage, 15),
+        (lambda: traffic.marriage(channel="online"), 10),  # the online portal's client, with sign-in
         (traffic.birth, 15),
         (traffic.death, 8),
         (traffic.household_business, 10),
@@ -355,8 +371,11 @@ async def _traffic_loop(
                 # The bank cannot reach a tax authority that is down (a fault above): pay next round.
                 with contextlib.suppress(httpx.HTTPError, ConnectorError):
                     await traffic.pay_waiting_notices()
-                with contextlib.suppress(httpx.HTTPError):
-                    echo(summary_line((await http.get(f"{tracker_url}/stats")).json(), started))
+                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                    stats = await http.get(f"{tracker_url}/stats", headers=await traffic.tracker_headers())
+                    stats.raise_for_status()
+                    line = summary_line(stats.json(), started)
+                    echo(line if stack.sign_in is not None else f"{line} | {SIGN_IN_OFF}")
                 counters = await _scrape(http, connector_urls)
                 echo(agencies_line(counters, before, now - last_report))
                 before, last_report = counters, now
@@ -514,7 +533,10 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
             replicas=options.replicas,
             database_url=database_url,
             access=access,
+            sign_in=options.sign_in,
         )
+        if options.sign_in:
+            echo("Sign-in: starting the local OpenID Connect provider (Keycloak) …")
         what = "the services" if options.replicas == 1 else f"{options.replicas} instances of every service"
         echo(f"Starting the agency sandboxes and {what} …")
         with stack:
@@ -534,6 +556,14 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
             echo(f"  logs            {stack.log_dir}")
             for line in security_lines(stack):
                 echo(line)
+            provider = stack.oidc_provider
+            described = f"a local Keycloak at {provider.base_url}" if provider is not None else ""
+            for line in sign_in_lines(stack.tracker_url, stack.sign_in, described):
+                echo(line)
+            echo(
+                f"  sandbox faults  /_sandbox/faults needs the admin token kept in"
+                f" {stack.sandbox_admin_token_file}"
+            )
             if options.replicas > 1:
                 echo(partitions_header(options.replicas))
                 for line in stack.assignment_lines():
@@ -547,6 +577,7 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
                 stack.sandbox_url(Agency.LAND),
                 stack.sandbox_url(Agency.TAX),
                 seed=options.seed,
+                sign_in=stack.sign_in,
             )
 
             async def main() -> None:
@@ -564,6 +595,8 @@ def _run(options: RunOptions, echo: Callable[[str], None], stop: StopSignals) ->
                 sasl=(access.mechanism, access.admin_username, access.admin_password_file)
                 if access
                 else None,
+                oidc_issuer=stack.oidc_issuer if stack.sign_in is not None else None,
+                sandbox_admin_token_file=stack.sandbox_admin_token_file,
             )
             with discovery.recorded(state), _prometheus(options, echo):
                 stop.serving()

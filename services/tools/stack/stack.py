@@ -17,6 +17,16 @@ replay button's replays, and the dead-letter tool has a key of its own (:func:`r
 :mod:`services.tools.stack.secured` started, as ``lienthong run`` does) each service also connects as
 its own principal, and the stack grants the principals their ACLs; without it the services connect
 as the broker lets them (the tests' PLAINTEXT broker).
+
+With ``sign_in`` (the default) client systems and staff sign in with an OpenID Connect provider
+(:mod:`services.tools.stack.signin`): the one at ``oidc_issuer`` when given (a provider already running,
+such as the test session's), else a local Keycloak the stack starts in ``work_dir`` and stops with
+itself. Intake then requires client tokens, the supervision page signs staff in, and the session
+secret is kept in an owner-only file of ``work_dir``. ``sign_in=False`` runs both open (the tracker
+with ``LIENTHONG_STAFF_SIGN_IN=off``), for development and the tests that are not about sign-in.
+
+The sandboxes' fault endpoints answer only the stack's admin token (:attr:`LocalStack.sandbox_admin_token`,
+drawn on the first start into an owner-only file of ``work_dir``); only the sandboxes are given it.
 """
 
 from __future__ import annotations
@@ -26,8 +36,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from connectors.sandbox_kit.admin import ADMIN_TOKEN_ENV, admin_headers
 from schemas.agencies import Agency
 from services.runtime.shell.topics_admin import ensure_declared_topics
 from services.runtime.trust.header_signing import REPLAY_TOOL
@@ -36,6 +47,10 @@ from services.tools.localkafka.process import free_port
 from services.tools.stack.membership import Group, MemberNames, describe_groups, partitions_text, run_sync
 from services.tools.stack.processes import ManagedProcess
 from services.tools.stack.secured import StackAccess
+from services.tools.stack.signin import STAFF_CLIENT_ID, SignIn, private_secret
+
+if TYPE_CHECKING:
+    from services.tools.localoidc.provider import LocalOidcProvider
 
 HOST = "127.0.0.1"
 DEFAULT_AGENCIES: tuple[Agency, ...] = tuple(Agency)  # every agency has a connector and a sandbox
@@ -139,13 +154,17 @@ class LocalStack:
         replicas: int = 1,
         database_url: str | None = None,
         access: StackAccess | None = None,
+        sign_in: bool = True,
+        oidc_issuer: str | None = None,
     ) -> None:
         """``database_url``: the PostgreSQL database of every service's state (also taken from
         ``service_env``'s ``LIENTHONG_DATABASE_URL``); None keeps each store in its SQLite file under
         ``work_dir``, whatever this process's environment says. ``replicas``: instances of each
         service (more than one needs ``database_url``: a SQLite file belongs to one process).
         ``access``: the principals of a secured broker (SASL/SCRAM and ACLs); None for a broker that
-        asks for none."""
+        asks for none. ``sign_in``: client systems and staff sign in with the provider at ``oidc_issuer``
+        (one already running), or, without it, with a local Keycloak the stack starts and stops; False
+        runs intake and the supervision page without sign-in (said at start by both)."""
         self.bootstrap_servers = bootstrap_servers
         self.work_dir = work_dir
         self.topic_prefix = topic_prefix
@@ -163,6 +182,9 @@ class LocalStack:
             )
         self.replicas = replicas
         self.access = access
+        self.sign_in_required = sign_in
+        self.oidc_issuer = oidc_issuer.rstrip("/") if oidc_issuer else None
+        self.oidc_provider: LocalOidcProvider | None = None  # the provider the stack started itself
         self.log_dir = work_dir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
         # Event signing: one key per producer, made on first start (kept across restarts of the stack).
@@ -188,6 +210,32 @@ class LocalStack:
 
     def sandbox_url(self, agency: Agency) -> str:
         return self.url(self.ports.sandboxes[agency])
+
+    @property
+    def sandbox_admin_token_file(self) -> Path:
+        return self.work_dir / "secrets" / "sandbox-admin.token"
+
+    @property
+    def sandbox_admin_token(self) -> str:
+        """The admin token of the sandboxes' fault endpoints (drawn once, kept owner-only)."""
+        return private_secret(self.sandbox_admin_token_file)
+
+    def sandbox_admin_headers(self) -> dict[str, str]:
+        """The headers a caller of a sandbox's ``/_sandbox/faults`` sends."""
+        return admin_headers(self.sandbox_admin_token)
+
+    @property
+    def session_secret_file(self) -> Path:
+        """The supervision page's cookie signing secret (owner-only; every tracker instance shares it)."""
+        return self.work_dir / "secrets" / "session.secret"
+
+    @property
+    def sign_in(self) -> SignIn | None:
+        """The provider client systems and staff sign in with (None with ``sign_in=False``); known once
+        the stack is started, or given."""
+        if not self.sign_in_required or self.oidc_issuer is None:
+            return None
+        return SignIn(self.oidc_issuer)
 
     @property
     def secured(self) -> bool:
@@ -265,7 +313,47 @@ class LocalStack:
             **extra,
         }
 
+    def _sign_in_env(self, kind: str, port: int) -> dict[str, str]:
+        """What intake and the tracker are told about signing in."""
+        sign_in = self.sign_in
+        if kind == "intake":
+            if sign_in is None:
+                return {"LIENTHONG_OIDC_ISSUER": ""}  # none inherited: submissions open, intake says so
+            return {
+                "LIENTHONG_OIDC_ISSUER": sign_in.issuer,
+                "LIENTHONG_OIDC_CLIENTS_FILE": str(sign_in.clients_file),
+            }
+        if kind == "tracker":
+            if sign_in is None:
+                return {"LIENTHONG_STAFF_SIGN_IN": "off", "LIENTHONG_OIDC_ISSUER": ""}
+            private_secret(self.session_secret_file)
+            return {
+                "LIENTHONG_STAFF_SIGN_IN": "on",
+                "LIENTHONG_OIDC_ISSUER": sign_in.issuer,
+                "LIENTHONG_OIDC_CLIENT_ID": STAFF_CLIENT_ID,
+                "LIENTHONG_PUBLIC_URL": self.url(port),
+                "LIENTHONG_SESSION_SECRET_FILE": str(self.session_secret_file),
+            }
+        return {}
+
+    def _start_provider(self, timeout: float) -> None:
+        """Start the stack's own OIDC provider (sign-in on, no issuer given)."""
+        if not self.sign_in_required or self.oidc_issuer is not None:
+            return
+        from services.tools.localoidc.provider import LocalOidcProvider
+
+        provider = LocalOidcProvider(self.work_dir / "oidc")
+        self.oidc_provider = provider
+        self.oidc_issuer = provider.start(timeout=max(timeout, 180.0))
+
+    def _stop_provider(self) -> None:
+        provider, self.oidc_provider = self.oidc_provider, None
+        if provider is not None:
+            provider.stop()
+            self.oidc_issuer = None
+
     def _define(self) -> None:
+        admin = {ADMIN_TOKEN_ENV: self.sandbox_admin_token}
         for agency in self.agencies:
             port = self.ports.sandboxes[agency]
             args = [
@@ -274,7 +362,12 @@ class LocalStack:
                 *self.sandbox_args.get(agency, ()),
             ]  # fmt: skip
             self._add(
-                f"{SANDBOX_PREFIX}{agency.value}", f"connectors.{agency.value}.sandbox", port, args=args
+                f"{SANDBOX_PREFIX}{agency.value}",
+                f"connectors.{agency.value}.sandbox",
+                port,
+                args=args,
+                ready=False,
+                **admin,
             )
         keys = {kind: self._key(self._producer(kind)) for kind in self.service_instances}
         self._key(REPLAY_TOOL)  # lienthong dlq replay signs with it (trusted before the services start)
@@ -286,8 +379,10 @@ class LocalStack:
                 env["LIENTHONG_AGENCY"] = kind.removeprefix("connector-")
             if self.access is not None:
                 env |= self.access.service_env(kind)  # the principals are named as the kinds
+            env[ADMIN_TOKEN_ENV] = ""  # the sandboxes' alone
             for instance in instances:
-                self._add(instance.name, service_module(kind), instance.port, ready=True, **env)
+                own = env | self._sign_in_env(kind, instance.port)
+                self._add(instance.name, service_module(kind), instance.port, ready=True, **own)
 
     @staticmethod
     def _producer(kind: str) -> str:
@@ -328,8 +423,9 @@ class LocalStack:
             from services.tools.stack.migrations import migrate_all
 
             migrate_all(self.database_url)
-        self._define()
         try:
+            self._start_provider(timeout)
+            self._define()
             first = [name for name in self.processes if name.startswith(SANDBOX_PREFIX)]
             first += [instances[0].name for instances in self.service_instances.values()]
             self._start_all(first, timeout)
@@ -362,6 +458,7 @@ class LocalStack:
         # Intake first (no new work), the sandboxes last (connectors may still be finishing a call).
         for process in reversed(list(self.processes.values())):
             process.stop()
+        self._stop_provider()
 
     def __enter__(self) -> LocalStack:
         self.start()

@@ -2,6 +2,11 @@
 
 Everything goes through the public doors a real center would use: ``POST /dossiers`` on intake, the
 land registry's own records (a parcel the seller really owns), and the bank paying a tax notice.
+
+On a stack with sign-in (``sign_in``) each dossier is handed in by the client system of its channel
+(:data:`services.tools.stack.signin.CHANNEL_CLIENTS`: the counter application, the online portal) with
+its client-credentials token, and the tracker is read as the stack's reader
+(:data:`services.tools.stack.signin.STACK_READER`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from connectors.errors import AgencyProtocolError
 from connectors.land.client import LandClient, Parcel
 from connectors.tax.client import TaxClient
 from services.tools.stack.samples import SampleDossiers
+from services.tools.stack.signin import CHANNEL_CLIENTS, STACK_READER, ClientCredentials, SignIn
 
 PAYMENT_REQUIRED = 6
 
@@ -34,7 +40,14 @@ class Submitted:
 
 class Traffic:
     def __init__(
-        self, intake_url: str, tracker_url: str, land_url: str, tax_url: str, *, seed: int = 2026
+        self,
+        intake_url: str,
+        tracker_url: str,
+        land_url: str,
+        tax_url: str,
+        *,
+        seed: int = 2026,
+        sign_in: SignIn | None = None,
     ) -> None:
         self.samples = SampleDossiers(seed)
         self.http = httpx.AsyncClient(timeout=15.0)
@@ -44,6 +57,21 @@ class Traffic:
         self.tax = TaxClient(tax_url)
         self.paid: set[str] = set()
         self._numbers = itertools.count(1)
+        self._clients: dict[str, ClientCredentials] = (
+            {channel: sign_in.credentials(client) for channel, client in CHANNEL_CLIENTS.items()}
+            if sign_in is not None
+            else {}
+        )
+        self._reader = sign_in.credentials(STACK_READER) if sign_in is not None else None
+
+    async def intake_headers(self, channel: str) -> dict[str, str]:
+        """The ``Authorization`` of the client system that hands in a dossier of ``channel``."""
+        client = self._clients.get(channel)
+        return await client.headers(self.http) if client is not None else {}
+
+    async def tracker_headers(self) -> dict[str, str]:
+        """The ``Authorization`` the stack's reader of the tracker sends (none without sign-in)."""
+        return await self._reader.headers(self.http) if self._reader is not None else {}
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -57,9 +85,8 @@ class Traffic:
         deadline = time.monotonic() + 60
         while True:
             try:
-                answer = await self.http.post(
-                    f"{self.intake_url}/dossiers", json=submission, headers={"Idempotency-Key": key}
-                )
+                headers = {"Idempotency-Key": key, **await self.intake_headers(submission["channel"])}
+                answer = await self.http.post(f"{self.intake_url}/dossiers", json=submission, headers=headers)
                 if answer.status_code < 500:
                     break
             except httpx.TransportError:
@@ -108,8 +135,9 @@ class Traffic:
         parcel = await self._registered_parcel(user, certified=False)
         return await self.submit(self.samples.first_certificate(parcel.parcel_id, user, parcel.area_m2))
 
-    async def marriage(self) -> Submitted:
-        return await self.submit(self.samples.marriage())
+    async def marriage(self, *, channel: str = "counter") -> Submitted:
+        """Marriage registration, handed in at the counter or (``channel="online"``) on the portal."""
+        return await self.submit({**self.samples.marriage(), "channel": channel})
 
     async def birth(self) -> Submitted:
         """Birth registration, then permanent residence and the child's health-insurance card."""
@@ -125,13 +153,17 @@ class Traffic:
 
     async def pay_waiting_notices(self) -> int:
         """The citizens whose dossiers wait on a tax notice go to the bank and pay it."""
+        reader = await self.tracker_headers()
         answer = await self.http.get(
-            f"{self.tracker_url}/dossiers", params={"status": PAYMENT_REQUIRED, "limit": 500}
+            f"{self.tracker_url}/dossiers", params={"status": PAYMENT_REQUIRED, "limit": 500}, headers=reader
         )
         answer.raise_for_status()
         paid = 0
         for summary in answer.json()["items"]:
-            detail = (await self.http.get(f"{self.tracker_url}/dossiers/{summary['dossier_id']}")).json()
+            found = await self.http.get(
+                f"{self.tracker_url}/dossiers/{summary['dossier_id']}", headers=reader
+            )
+            detail = found.json()
             for leg in detail["legs"]:
                 notice_no = leg.get("agency_reference")
                 if leg["agency"] != "tax" or leg["state"] != "waiting_on_citizen" or not notice_no:
