@@ -321,7 +321,10 @@ async def test_the_trackers_replay_button_works_under_the_trackers_acls(
         await clear_faults(secured_stack, Agency.CIVIL_STATUS)
 
     async with httpx.AsyncClient(timeout=30.0, base_url=secured_stack.tracker_url) as http:
-        answer = await http.post(f"/giam-sat/ho-so/{marriage.dossier_id}/replay/civil_status?lang=en")
+        answer = await http.post(
+            f"/giam-sat/ho-so/{marriage.dossier_id}/replay/civil_status?lang=en",
+            data={"reason": "the civil-status registry is back"},
+        )
     assert answer.status_code == 303
     location = answer.headers["location"]
     assert "replayed=1" in location and "error" not in location, location
