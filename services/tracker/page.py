@@ -141,8 +141,8 @@ LABELS: Final[dict[str, tuple[str, str]]] = {
     "sign_out": ("Đăng xuất", "Sign out"),
     "replay_reason": ("Lý do xử lý lại", "Reason for the replay"),
     "flash_unrecorded": (
-        "Đã xử lý lại, nhưng chưa ghi nhận được thao tác vào nhật ký: {error}",
-        "Replayed, but the action could not be recorded in the log: {error}",
+        "Chưa xử lý lại: không ghi nhận được thao tác vào nhật ký: {error}",
+        "Not replayed: the action could not be recorded in the log: {error}",
     ),
     "reason_needed": (
         "Cần nhập lý do xử lý lại (1 đến 500 ký tự).",
@@ -377,8 +377,8 @@ def build_page(
         lang: str | None = None,
         staff: Staff | None = Depends(operator),  # noqa: B008
     ) -> RedirectResponse:
-        """Replays the dead letters of this dossier's handoff to ``agency`` (as ``lienthong dlq
-        replay`` does), records who did it and why, then shows the dossier with a flash message
+        """Records who replays and why, then replays the dead letters of this dossier's handoff to
+        ``agency`` (as ``lienthong dlq replay`` does), then shows the dossier with a flash message
         saying what happened. Needs the operator role, the session's CSRF token and a reason."""
         language = _lang(lang)
         form = await request.form()
@@ -399,23 +399,24 @@ def build_page(
             key = detail.dossier_id.encode()
             chosen = [x for x in dead_letter_replay.select(letters, agency=agency.value) if x.key == key]
             if chosen:
-                report = await replay_as(who, detail.dossier_id, chosen)
-                query |= {"replayed": len(report.replayed), "skipped": len(report.skipped)}
+                # Recorded first: a replay that cannot be put in the log does not happen (nothing done
+                # unseen); an action whose replay then fails stays in the log, with the error shown.
+                action = operator_actions.OperatorAction(
+                    action=OperatorActionKind.REPLAY, subject=who, reason=reason,
+                    via=OperatorVia.SUPERVISION_PAGE,
+                    dossier_id=detail.dossier_id, targets=[x.id for x in chosen], at=clock(),
+                )  # fmt: skip
+                try:
+                    await record(action)
+                except Exception as failure:
+                    query["unrecorded"] = f"{type(failure).__name__}: {failure}"[:300]
+                else:
+                    report = await replay_as(who, detail.dossier_id, chosen)
+                    query |= {"replayed": len(report.replayed), "skipped": len(report.skipped)}
             else:
                 query["missing"] = agency.value
         except Exception as failure:  # the operator sees why, the page stays up
             query["error"] = f"{type(failure).__name__}: {failure}"[:300]
-        else:
-            if chosen and report.replayed:
-                action = operator_actions.OperatorAction(
-                    action=OperatorActionKind.REPLAY, subject=who, reason=reason,
-                    via=OperatorVia.SUPERVISION_PAGE,
-                    dossier_id=detail.dossier_id, targets=list(report.replayed), at=clock(),
-                )  # fmt: skip
-                try:
-                    await record(action)
-                except Exception as failure:  # the replay happened: say it is not in the log
-                    query["unrecorded"] = f"{type(failure).__name__}: {failure}"[:300]
         target = f"{PAGE}/ho-so/{detail.dossier_id}?{urlencode(query)}"
         return RedirectResponse(target, status_code=303)
 

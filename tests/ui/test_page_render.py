@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
 
 from schemas.events import DossierReceived
@@ -36,7 +37,11 @@ class Page:
             self.replayed.append(list(letters))
             return dead_letter_replay.ReplayReport([x.id for x in letters], [])
 
+        self.log_down = False
+
         async def recorder(action: Any) -> None:
+            if self.log_down:
+                raise KafkaConnectionError("the operator-actions topic cannot be reached")
             self.recorded.append(action)
 
         app = FastAPI()
@@ -153,6 +158,26 @@ async def test_replay_selects_the_dead_letters_of_that_dossier_and_agency_and_sa
     )
     shown = await page.html(answer.headers["location"])
     assert "No dead letter of this dossier was found for agency tax" in shown
+
+
+async def test_a_replay_that_cannot_be_recorded_does_not_happen_and_the_page_says_why(
+    page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received = await stuck_birth(page)
+    mine = letter("handoff.social_insurance.requested.dlq", str(received.dossier_id), 3)
+
+    async def read(*_: Any, **__: Any) -> list[dead_letter_replay.DeadLetter]:
+        return [mine]
+
+    monkeypatch.setattr(dead_letter_replay, "read_dead_letters", read)
+    page.log_down = True
+    answer = await page.http.post(
+        f"/giam-sat/ho-so/{received.dossier_id}/replay/social_insurance?lang=en", data={"reason": "back"}
+    )
+    assert answer.status_code == 303
+    assert page.replayed == [], "nothing is replayed unseen"
+    shown = await page.html(answer.headers["location"])
+    assert "Not replayed: the action could not be recorded in the log" in shown
 
 
 async def test_with_sign_in_off_the_page_says_so_and_a_replay_still_needs_a_reason(page: Page) -> None:
