@@ -192,6 +192,8 @@ def replay_letters(
         for letter in letters:
             typer.echo(f"would replay {letter.id} -> {letter.replay_topic}")
         return
+    if letters:  # recorded first: a replay that cannot be put in the handoff log does not happen
+        _record(chosen, actor, OperatorActionKind.REPLAY, letters, signer)
     report = asyncio.run(
         dead_letter_replay.replay(
             bootstrap,
@@ -204,9 +206,6 @@ def replay_letters(
         )
     )
     typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)} replayed before")
-    replayed = [letter for letter in letters if letter.id in set(report.replayed)]
-    if replayed:
-        _record(chosen, actor, OperatorActionKind.REPLAY, replayed, signer)
 
 
 # --- who acts, and the record of what they did ------------------------------------------------
@@ -315,7 +314,9 @@ def _record(
             )
     except KafkaError as error:
         typer.secho(
-            f"the {action.value} was NOT recorded on operator.actions: {error}", fg=typer.colors.RED, err=True
+            f"the {action.value} was NOT recorded on operator.actions, so it is not done: {error}",
+            fg=typer.colors.RED,
+            err=True,
         )
         raise typer.Exit(1) from None
     typer.echo(f"recorded: {action.value} by {actor.subject}", err=True)
