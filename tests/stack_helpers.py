@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -199,6 +200,14 @@ async def set_faults(stack: LocalStack, agency: Agency, **faults: Any) -> None:
             f"{stack.sandbox_url(agency)}/_sandbox/faults", json=faults, headers=stack.sandbox_admin_headers()
         )
         answer.raise_for_status()
+
+
+async def outage_over(stack: LocalStack, agency: Agency) -> bool:
+    """The sandbox's own word: its outage (``down_until``) is over."""
+    async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
+        faults = (await http.get(f"{stack.sandbox_url(agency)}/_sandbox/faults")).json()
+    until = faults.get("down_until")
+    return until is None or datetime.fromisoformat(until) <= datetime.now(UTC)
 
 
 async def clear_faults(stack: LocalStack, agency: Agency) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from schemas.agencies import Agency
 from services.tools.stack.signin import STACK_READER
 from services.tools.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
 from tests.oidc_fixtures import OidcProvider
-from tests.stack_helpers import sample_traffic, wait_for
+from tests.stack_helpers import outage_over, sample_traffic, set_faults, wait_for
 from tests.ui import test_supervision_page as unsigned_page
 from tests.ui.test_supervision_page import OUTAGE_S, SHORT_TIERS, _poll
 
@@ -63,11 +62,7 @@ async def test_a_viewer_has_no_replay_button_and_an_operator_replays_with_a_reas
 
     assert stack.sign_in is not None
     reader = stack.sign_in.credentials(STACK_READER)  # the operations team's account (viewer, operator)
-    async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
-        down = await http.put(
-            f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults", json={"down_for_s": OUTAGE_S}
-        )
-        down.raise_for_status()
+    await set_faults(stack, Agency.CIVIL_STATUS, down_for_s=OUTAGE_S)
     async with sample_traffic(stack) as traffic:
         marriage = await traffic.marriage()
 
@@ -110,11 +105,7 @@ async def test_a_viewer_has_no_replay_button_and_an_operator_replays_with_a_reas
     assert "operator1" in browser.find_element(By.ID, "signed-in").text
 
     async def registry_back() -> bool:
-        """The sandbox's own word: its outage (``down_until``) is over."""
-        async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
-            faults = (await http.get(f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults")).json()
-        until = faults.get("down_until")
-        return until is None or datetime.fromisoformat(until) <= datetime.now(UTC)
+        return await outage_over(stack, Agency.CIVIL_STATUS)
 
     await wait_for(registry_back, OUTAGE_S + 30, "the civil-status registry coming back", interval_s=0.5)
     leg = browser.find_element(By.CSS_SELECTOR, 'tr.leg[data-agency="civil_status"]')

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from schemas.agencies import Agency
 from services.tools.stack.stack import DEFAULT_AGENCIES, LocalStack, StackPorts
-from tests.stack_helpers import sample_traffic, tracker_detail, wait_for
+from tests.stack_helpers import outage_over, sample_traffic, set_faults, tracker_detail, wait_for
 from tests.ui.browser import FLAGS, chromium, unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
@@ -78,11 +77,7 @@ async def test_staff_find_a_stuck_dossier_replay_it_and_see_it_complete(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
-        down = await http.put(
-            f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults", json={"down_for_s": OUTAGE_S}
-        )
-        down.raise_for_status()
+    await set_faults(stack, Agency.CIVIL_STATUS, down_for_s=OUTAGE_S)
     async with sample_traffic(stack) as traffic:
         marriage = await traffic.marriage()
 
@@ -110,11 +105,7 @@ async def test_staff_find_a_stuck_dossier_replay_it_and_see_it_complete(
     _poll(lambda: "/ho-so/" in browser.current_url, 15, "opening the dossier page")
 
     async def registry_back() -> bool:
-        """The sandbox's own word: its outage (``down_until``) is over."""
-        async with httpx.AsyncClient(timeout=5.0, headers=stack.sandbox_admin_headers()) as http:
-            faults = (await http.get(f"{stack.sandbox_url(Agency.CIVIL_STATUS)}/_sandbox/faults")).json()
-        until = faults.get("down_until")
-        return until is None or datetime.fromisoformat(until) <= datetime.now(UTC)
+        return await outage_over(stack, Agency.CIVIL_STATUS)
 
     await wait_for(registry_back, OUTAGE_S + 30, "the civil-status registry coming back", interval_s=0.5)
     leg = browser.find_element(By.CSS_SELECTOR, 'tr.leg[data-agency="civil_status"]')
