@@ -50,7 +50,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.runtime.auth.bearer import BearerVerifier, ProviderUnavailable, TokenRejected, bearer_token
-from services.runtime.auth.staff import STAFF_AUDIENCE, Role, Staff
+from services.runtime.auth.staff import STAFF_AUDIENCE, Role, Staff, roles_from_claims
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +245,10 @@ class StaffAccess:
         if float(data.get("exp", 0)) <= self._now().timestamp():
             request.session.pop("staff", None)
             return None
-        roles = {r.value: r for r in Role}
         return Staff(
             subject=str(data["sub"]),
             username=data.get("username"),
-            roles=frozenset(roles[n] for n in data.get("roles", []) if n in roles),
+            roles=roles_from_claims({"roles": data.get("roles", [])}),
         )
 
     async def bearer_staff(self, request: Request) -> Staff | None:
