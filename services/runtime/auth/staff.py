@@ -6,7 +6,8 @@ puts a flat list in ``roles`` works too). Each role grants what the one before i
 
 - ``viewer``: the supervision page and the read API;
 - ``operator``: replay, and every action the desk takes on a dossier;
-- ``auditor``: the handoff log and unmasked dead letters (``lienthong dlq show --unmask``).
+- ``auditor``: unmasked dead letters (``lienthong dlq show --unmask``); the handoff log itself is
+  read from the tracker's database (``lienthong audit``), guarded by that database's credentials.
 
 Roles do not imply one another: an operator who should also see the page is given ``viewer`` too, so
 that the provider's role list is the whole truth about a person. Tokens meant for staff carry the
