@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from typing import Protocol
 
 import psycopg
@@ -89,6 +90,45 @@ class StoreContract:
             store.commit("e2", [_record(2)], failing)
         assert committed_ids(store) == {"e1"}
         assert [r.value for _, r in store.outbox.pending()] == [b"value 1"]
+
+    async def test_a_duplicate_whose_write_fails_for_being_one_applies_nothing_and_the_poll_goes_on(
+        self, store: SqlProcessingStore
+    ) -> None:
+        """A write runs before its event is known to be new (on PostgreSQL the two go in one round
+        trip): when it fails only because the event was stored before, the commit is a duplicate's."""
+
+        def once_only(conn: Connection) -> None:  # no ON CONFLICT: a second run breaks the key
+            conn.execute("INSERT INTO processed_events (event_id) VALUES ('written by e1')")
+
+        assert store.commit("e1", [_record(1)], once_only)
+        assert not store.commit("e1", [_record(1)], once_only)  # a transaction of its own
+        with store.grouped():
+            assert not store.commit("e1", [_record(1)], once_only)
+            assert store.commit("e2", [_record(2)])
+        assert committed_ids(store) == {"e1", "written by e1", "e2"}
+        assert [r.value for _, r in store.outbox.pending()] == [b"value 1", b"value 2"]
+
+    async def test_a_write_reads_the_real_count_of_rows_its_statement_changed(
+        self, store: SqlProcessingStore
+    ) -> None:
+        """A lease check reads ``rowcount``: it must be the server's answer, never "not known yet"."""
+        counts: list[int] = []
+
+        def update(event_id: str) -> Callable[[Connection], None]:
+            def write(conn: Connection) -> None:
+                changed = conn.execute(
+                    "UPDATE processed_events SET event_id = event_id WHERE event_id = ?", (event_id,)
+                )
+                counts.append(changed.rowcount)
+
+            return write
+
+        with store.grouped():
+            store.commit("e1", [], update("no such event"))
+            store.commit("e2", [], update("e1"))
+        store.commit("e3", [], update("nothing"))
+        store.commit(None, [], update("e3"))
+        assert counts == [0, 1, 0, 1]
 
     async def test_another_tasks_commit_commits_the_open_group_first_and_stands_alone(
         self, store: SqlProcessingStore, backend: Backend

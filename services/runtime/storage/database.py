@@ -13,7 +13,7 @@ them, and an instance refuses to start on a schema older or newer than the one i
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
@@ -93,6 +93,13 @@ def run_statements(conn: Connection, *statements: str) -> None:
         return
     for statement in statements:
         conn.execute(statement)
+
+
+def pipelined(conn: Connection) -> AbstractContextManager[None]:
+    """A block whose statements PostgreSQL receives without waiting for each other's answers
+    (:meth:`PostgresConnection.pipelined`: its errors come at the block's end, or when a result is
+    read); SQLite, in the process, runs each as it comes."""
+    return conn.pipelined() if isinstance(conn, PostgresConnection) else nullcontext()
 
 
 def dialect(conn: Connection) -> str:

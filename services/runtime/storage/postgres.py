@@ -11,7 +11,10 @@ Each service keeps its tables in its own PostgreSQL schema (``intake``, ``router
 SQLite file, and one ``LIENTHONG_DATABASE_URL`` for the whole bus.
 
 Calls are synchronous, like SQLite's: every transaction is a few short statements on a connection
-that is already open, and a consumer never holds a transaction across a wait.
+that is already open, and a consumer never holds a transaction across a wait. Within
+:meth:`PostgresConnection.pipelined` the statements go out without waiting for each other's answers
+(psycopg's pipeline mode): a record's writes cost one round trip, not one each, and a result read
+(its rows, its ``rowcount``) waits for the server only when it is read.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import contextlib
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -158,6 +161,34 @@ def open_pool(url: str, schema: str, *, max_size: int = 4) -> ConnectionPool[psy
     return pool
 
 
+class PipelinedResult:
+    """A statement's cursor in a pipeline. Its result is there only once the server answered, so
+    reading it (rows, ``rowcount``) first sends what is queued and waits for the answers (a Sync);
+    psycopg's own cursor would give a ``rowcount`` of -1 until then, which reads as "a row changed"."""
+
+    def __init__(self, cursor: psycopg.Cursor[Row], owner: PostgresConnection, sent: int) -> None:
+        self._cursor = cursor
+        self._owner = owner
+        self._sent = sent
+
+    def _answered(self) -> psycopg.Cursor[Row]:
+        self._owner.sync_through(self._sent)
+        return self._cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._answered().rowcount
+
+    def fetchone(self) -> Row | None:
+        return self._answered().fetchone()
+
+    def fetchall(self) -> list[Row]:
+        return self._answered().fetchall()
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
 class PostgresConnection:
     """The :mod:`sqlite3` subset the stores use (see the module's docstring), on a pooled connection."""
 
@@ -167,6 +198,10 @@ class PostgresConnection:
         self.location = location
         self.pool = open_pool(location.url, location.schema)
         self._conn = self.pool.getconn()
+        self._pipeline: psycopg.Pipeline | None = None
+        self._sent = 0  # statements queued in pipelines so far
+        self._answered = 0  # of those, how many the server has answered
+        self.transaction_locks: set[str] = set()  # lock_for_transaction's, held until the transaction ends
 
     @property
     def raw(self) -> psycopg.Connection[Row]:
@@ -174,17 +209,49 @@ class PostgresConnection:
         if not _usable(self._conn):
             self.pool.putconn(self._conn)
             self._conn = self.pool.getconn()
+            self.transaction_locks.clear()
         return self._conn
 
     @property
     def in_transaction(self) -> bool:
         return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
-        conn = self._conn if self.in_transaction else self.raw
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Row] | PipelinedResult:
+        conn = self._conn if self.in_transaction or self._pipeline is not None else self.raw
+        if self.transaction_locks and _ENDS_TRANSACTION.match(sql):
+            self.transaction_locks.clear()
         if parameters:
-            return conn.execute(to_postgres_sql(sql), parameters)  # type: ignore[arg-type]
-        return conn.execute(to_postgres_sql(sql))  # type: ignore[arg-type]
+            cursor = conn.execute(to_postgres_sql(sql), parameters)  # type: ignore[arg-type]
+        else:
+            cursor = conn.execute(to_postgres_sql(sql))  # type: ignore[arg-type]
+        if self._pipeline is None:
+            return cursor
+        self._sent += 1
+        return PipelinedResult(cursor, self, self._sent)
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Statements executed in this block are sent without waiting for one another; the block's
+        end sends what is left and waits for every answer, raising the first error (the statements
+        after a failed one are not run). Nested blocks ride the outer one."""
+        if self._pipeline is not None:
+            yield
+            return
+        conn = self._conn if self.in_transaction else self.raw
+        try:
+            with conn.pipeline() as pipeline:
+                self._pipeline = pipeline
+                yield
+        finally:
+            self._pipeline = None
+            self._answered = self._sent
+
+    def sync_through(self, sent: int) -> None:
+        """Wait until the server answered the pipeline's statement number ``sent``."""
+        if self._answered >= sent or self._pipeline is None:
+            return
+        self._pipeline.sync()
+        self._answered = self._sent
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]]) -> psycopg.Cursor[Row]:
         cursor = (self._conn if self.in_transaction else self.raw).cursor()
@@ -192,12 +259,22 @@ class PostgresConnection:
         return cursor
 
     def executescript(self, script: str) -> None:
-        """Statements without parameters, sent as one (psycopg allows several when none has any)."""
+        """Statements without parameters, sent as one (psycopg allows several when none has any;
+        a pipeline does not)."""
+        if self._pipeline is not None:
+            raise RuntimeError("executescript cannot run in a pipeline: it sends several statements as one")
+        if self.transaction_locks and _ENDS_TRANSACTION.search(script):
+            self.transaction_locks.clear()
         self.raw.execute(script)  # type: ignore[call-overload]
 
     def close(self) -> None:
         self.pool.putconn(self._conn)
         self.pool.close()
+
+
+# A statement after which the locks lock_for_transaction took may be gone: a transaction's end or
+# start (the last one may have ended with its connection), or a savepoint rolled back
+_ENDS_TRANSACTION = re.compile(r"\s*(BEGIN|START|COMMIT|ROLLBACK|END|ABORT)\b", re.I)
 
 
 def _usable(conn: psycopg.Connection[Any]) -> bool:
@@ -267,5 +344,9 @@ class AdvisoryLock:
 
 def lock_for_transaction(conn: PostgresConnection, name: str) -> None:
     """Within the caller's open transaction: wait until no other transaction holds ``name``, and
-    hold it until this one ends (the hash-chained log's head, the migrations)."""
+    hold it until this one ends (the hash-chained log's head, the migrations). Taken once per
+    transaction: a consumer's records share one, and the lock is held from the first of them on."""
+    if name in conn.transaction_locks:
+        return
     conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_key(conn.location, name),))
+    conn.transaction_locks.add(name)

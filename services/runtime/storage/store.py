@@ -18,15 +18,15 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from services.runtime.storage.database import (
     Connection,
     Migration,
     StoreLocation,
     connect,
+    pipelined,
     run_statements,
-    transaction,
 )
 from services.runtime.storage.outbox import OUTBOX_SCHEMA, Outbox, OutgoingRecord
 from services.runtime.storage.postgres import to_postgres_ddl
@@ -39,6 +39,9 @@ _SCHEMA = (
 )
 
 Write = Callable[[Connection], None]
+"""A service's writes for one record, run inside the record's transaction. It may run for an event
+that then proves a duplicate, and be rolled back: what it does beyond the database waits for
+:meth:`SqlProcessingStore.after_commit`."""
 Callback = Callable[[], None]
 
 
@@ -125,14 +128,38 @@ class SqlProcessingStore:
             return self._commit_in(group, event_id, emitted, write)
         self.commit_group()  # a consumer's records in the open transaction are committed first
         try:
-            with transaction(self.conn):
-                applied = self._apply(event_id, emitted, write)
+            applied = self._commit_alone(event_id, emitted, write)
         finally:
             callbacks, self._after_commit = self._after_commit, []
         if applied:
             for callback in callbacks:
                 callback()
         return applied
+
+    def _commit_alone(
+        self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None
+    ) -> bool:
+        """A transaction of its own: on PostgreSQL its BEGIN and writes go in one round trip, and its
+        COMMIT in the same one when there is no event id to check."""
+        marked: Any = None
+        try:
+            with pipelined(self.conn):
+                self.conn.execute("BEGIN IMMEDIATE")
+                marked = self._mark(event_id)
+                self._write(emitted, write)
+                if marked is None:
+                    self.conn.execute("COMMIT")
+            if marked is None:
+                return True
+            applied = _was_new(marked)
+            self.conn.execute("COMMIT" if applied else "ROLLBACK")
+            return applied
+        except BaseException as error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if _was_duplicate(marked, error):
+                return False
+            raise
 
     @contextmanager
     def grouped(self) -> Iterator[CommitGroup]:
@@ -174,28 +201,41 @@ class SqlProcessingStore:
     ) -> bool:
         if group.broken is not None:  # a record before this one was lost: nothing after it may count
             raise group.broken
-        if self._open_group is not group:
+        opening = self._open_group is not group
+        if opening:
             self.commit_group()
-            run_statements(self.conn, "BEGIN IMMEDIATE", "SAVEPOINT record")
-            self._open_group = group
-            asyncio.get_running_loop().call_soon(self._commit_on_yield, group)
-        else:
-            run_statements(
-                self.conn, *(("RELEASE record",) if self._savepoint_held else ()), "SAVEPOINT record"
-            )
-        self._savepoint_held = True
+        marked: Any = None
         try:
-            applied = self._apply(event_id, emitted, write)
-        except BaseException:
+            # On PostgreSQL, the savepoint, the processed id and the writes go in one round trip (more
+            # only where a write reads); whether the id was new is read once they were all answered.
+            with pipelined(self.conn):
+                if opening:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    self._open_group = group
+                    asyncio.get_running_loop().call_soon(self._commit_on_yield, group)
+                elif self._savepoint_held:
+                    self.conn.execute("RELEASE record")
+                self._savepoint_held = False
+                self.conn.execute("SAVEPOINT record")
+                self._savepoint_held = True
+                marked = self._mark(event_id)
+                self._write(emitted, write)
+            applied = marked is None or _was_new(marked)
+        except BaseException as error:
             self._after_commit.clear()
-            self._savepoint_held = False
-            run_statements(self.conn, "ROLLBACK TO record", "RELEASE record")
+            held, self._savepoint_held = self._savepoint_held, False
+            if held:
+                run_statements(self.conn, "ROLLBACK TO record", "RELEASE record")
+            if _was_duplicate(marked, error):
+                return False
             raise
         callbacks, self._after_commit = self._after_commit, []
-        if applied:
-            for callback in callbacks:
-                group.when_durable(callback)
-        return applied
+        if not applied:  # a duplicate: what its write did is undone, the savepoint stays for the next
+            run_statements(self.conn, "ROLLBACK TO record")
+            return False
+        for callback in callbacks:
+            group.when_durable(callback)
+        return True
 
     def _commit_on_yield(self, group: CommitGroup) -> None:
         if self._open_group is not group:
@@ -205,18 +245,37 @@ class SqlProcessingStore:
         except Exception:  # the group's owner raises it (group.broken) at its next commit or its end
             log.exception("committing a group of records failed; they will be redelivered")
 
-    def _apply(self, event_id: str | None, emitted: Sequence[OutgoingRecord], write: Write | None) -> bool:
-        if event_id is not None:
-            inserted = self.conn.execute(
-                "INSERT INTO processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING", (event_id,)
-            ).rowcount
-            if not inserted:
-                return False
+    def _mark(self, event_id: str | None) -> Any:
+        """Record ``event_id`` as processed; what :func:`_was_new` reads. The service's writes follow
+        without waiting for the answer (a round trip on PostgreSQL): should the id turn out to be
+        there already, the commit rolls them back."""
+        if event_id is None:
+            return None
+        return self.conn.execute(
+            "INSERT INTO processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING", (event_id,)
+        )
+
+    def _write(self, emitted: Sequence[OutgoingRecord], write: Write | None) -> None:
         if write is not None:
             write(self.conn)
         self.outbox.add(emitted)
-        return True
 
     def close(self) -> None:
         self.commit_group()
         self.conn.close()
+
+
+def _was_new(marked: Any) -> bool:
+    """Whether the processed id was inserted (not there before)."""
+    return bool(marked.rowcount > 0)
+
+
+def _was_duplicate(marked: Any, error: BaseException) -> bool:
+    """Whether ``error`` is what a write met because the event was processed before (its id was
+    there already): the commit then applies nothing, as it would for any duplicate."""
+    if marked is None or not isinstance(error, Exception):
+        return False
+    try:
+        return bool(marked.rowcount == 0)
+    except Exception:  # the answer never came (the connection broke): not known to be a duplicate
+        return False
