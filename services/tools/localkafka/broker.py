@@ -26,7 +26,12 @@ from typing import Any, Literal, TypeVar
 
 from services.tools.localkafka.errors import BrokerError
 from services.tools.localkafka.jars import KafkaDistribution, require_java, resolve_distribution
-from services.tools.localkafka.process import ChildServer, child_preexec, free_port, port_open
+from services.tools.localkafka.process import (
+    ChildServer,
+    child_preexec,
+    distinct_free_ports,
+    port_open,
+)
 
 HOST = "127.0.0.1"  # never "localhost": it may resolve to ::1 first
 _T = TypeVar("_T")
@@ -281,8 +286,9 @@ class LocalKafkaBroker(ChildServer):
         self.sasl = sasl
         self.scram_users = dict(scram_users or {})
         self.work_dir = work_dir
-        self.port = port or free_port(HOST)
-        self.controller_port = controller_port or free_port(HOST)
+        drawn = iter(distinct_free_ports(2, HOST))  # used only where a port is not given
+        self.port = port or next(drawn)
+        self.controller_port = controller_port or next(drawn)
         self.heap = heap
         self.die_with_parent = die_with_parent
         self._distribution = distribution
@@ -469,16 +475,6 @@ class LocalKafkaBroker(ChildServer):
             if path.exists() and path.stat().st_size:
                 return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
         return "(no log output)"
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """``count`` different TCP ports on 127.0.0.1 that are free now."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port(HOST)
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 class LocalKafkaCluster:

@@ -23,7 +23,12 @@ from pathlib import Path
 
 import httpx
 
-from services.tools.localkafka.process import ChildServer, child_preexec, free_port, port_open
+from services.tools.localkafka.process import (
+    ChildServer,
+    child_preexec,
+    distinct_free_ports,
+    port_open,
+)
 from services.tools.localoidc.distribution import (
     KeycloakDistribution,
     build_lock,
@@ -86,8 +91,9 @@ class LocalOidcProvider(ChildServer):
         java: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
-        self.port = port or free_port(HOST)
-        self.management_port = management_port or free_port(HOST)
+        drawn = iter(distinct_free_ports(2, HOST))  # used only where a port is not given
+        self.port = port or next(drawn)
+        self.management_port = management_port or next(drawn)
         self.realm_files = tuple(realm_files)
         self.heap = heap
         self.die_with_parent = die_with_parent

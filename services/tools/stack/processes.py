@@ -13,10 +13,11 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from services.tools.localkafka.process import child_preexec, terminate
+from services.tools.localkafka.process import child_preexec, port_open, terminate
 
 
 class ProcessFailed(RuntimeError):
@@ -53,8 +54,11 @@ class ManagedProcess:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
+        """Start the process; refused when something already answers on its port, since that other
+        process would answer its health checks and hide that it cannot bind."""
         if self.is_running():
             return
+        self._refuse_a_taken_port()
         output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(
@@ -68,6 +72,14 @@ class ManagedProcess:
         finally:
             if self.log_path and not isinstance(output, int):
                 output.close()
+
+    def _refuse_a_taken_port(self) -> None:
+        if self.health_url is None:
+            return
+        address = urlsplit(self.health_url)
+        host, port = address.hostname or "127.0.0.1", address.port or 80
+        if port_open(host, port):
+            raise ProcessFailed(f"{self.name} cannot start: another process already answers on {host}:{port}")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         self._wait_for(self.health_url, "healthy", timeout)

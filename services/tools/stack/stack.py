@@ -43,7 +43,7 @@ from schemas.agencies import Agency
 from services.runtime.shell.topics_admin import ensure_declared_topics
 from services.runtime.trust.header_signing import REPLAY_TOOL
 from services.runtime.trust.keys import ensure_key, private_key_path
-from services.tools.localkafka.process import free_port
+from services.tools.localkafka.process import distinct_free_ports
 from services.tools.stack.membership import Group, MemberNames, describe_groups, partitions_text, run_sync
 from services.tools.stack.processes import ManagedProcess
 from services.tools.stack.secured import StackAccess
@@ -80,13 +80,18 @@ class StackPorts:
     @classmethod
     def free(cls, agencies: Sequence[Agency]) -> StackPorts:
         """Free ports, so that a test's stack never collides with anything else running."""
+        intake, router, tracker, *rest = distinct_free_ports(3 + 2 * len(agencies))
         return cls(
-            intake=free_port(),
-            router=free_port(),
-            tracker=free_port(),
-            connectors={a: free_port() for a in agencies},
-            sandboxes={a: free_port() for a in agencies},
+            intake=intake,
+            router=router,
+            tracker=tracker,
+            connectors=dict(zip(agencies, rest[: len(agencies)], strict=True)),
+            sandboxes=dict(zip(agencies, rest[len(agencies) :], strict=True)),
         )
+
+    def planned(self) -> set[int]:
+        """Every port these name, so that further ports drawn for the stack avoid them."""
+        return {self.intake, self.router, self.tracker, *self.connectors.values(), *self.sandboxes.values()}
 
 
 SANDBOX_PREFIX = "sandbox-"
@@ -190,8 +195,14 @@ class LocalStack:
         # Event signing: one key per producer, made on first start (kept across restarts of the stack).
         self.private_keys_dir = private_keys_of(work_dir)
         self.trust_store = work_dir / "keys" / "trusted"
+        first_ports = self._first_ports()
+        # The first instance keeps the documented port (Prometheus scrapes it); the others get free
+        # ones, drawn together and clear of the ports planned for processes not started yet.
+        more = (self.replicas - 1) * len(first_ports)
+        further = iter(distinct_free_ports(more, taken=self.ports.planned()))
         self.service_instances: dict[str, list[Instance]] = {
-            kind: self._instances_of(kind, port) for kind, port in self._first_ports().items()
+            kind: self._instances_of(kind, [port, *(next(further) for _ in range(self.replicas - 1))])
+            for kind, port in first_ports.items()
         }
         self._names = MemberNames()
 
@@ -287,9 +298,7 @@ class LocalStack:
         group = f"{self.topic_prefix}{kind}"
         return (group, f"{group}-retry") if kind.startswith("connector-") else (group,)
 
-    def _instances_of(self, kind: str, first_port: int) -> list[Instance]:
-        # The first instance keeps the documented port (Prometheus scrapes it); the others get free ones.
-        ports = [first_port, *(free_port() for _ in range(self.replicas - 1))]
+    def _instances_of(self, kind: str, ports: Sequence[int]) -> list[Instance]:
         return [
             Instance(kind, i, kind if self.replicas == 1 else f"{kind}-{i}", port, self._groups(kind))
             for i, port in enumerate(ports, start=1)
