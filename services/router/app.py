@@ -40,6 +40,7 @@ def build_app(settings: RouterSettings | None = None) -> FastAPI:
         group_id=f"{settings.topic_prefix}router",
         handlers=HANDLERS,
         deps=Router(store, catalog, default_calendar(), settings.topic_prefix),
+        lookup_before_handling=False,  # its handlers only compute a write and events: the commit dedupes
     )
     consumer.subscribe(
         broker,

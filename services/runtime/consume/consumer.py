@@ -170,9 +170,10 @@ class EventConsumer:
         a fetch to gather more records — for a consumer off the dossiers' path (the tracker's read
         model), fewer and larger batches cost far less CPU than one fetch per record.
         ``lookup_before_handling``: look a record's id up before calling its handler, so that a
-        redelivery never calls an agency twice; a consumer whose handlers only compute a write (the
-        tracker) leaves it to the commit, which applies nothing for an id it stored before, and
-        saves a query per record (a round trip on PostgreSQL).
+        redelivery never calls an agency twice; a consumer whose handlers only compute a write and
+        its events (the tracker, the router) leaves it to the commit, which applies nothing for an
+        id it stored before, and saves a query per record (a round trip on PostgreSQL). It looks
+        the id up only for a record its handler refused, before dead-lettering it.
         ``retriers``: the producers whose signature may set a retry attempt header (by default this
         process's own, :func:`services.runtime.trust.signing.process_signer`); ``max_event_age``: the
         age window (``LIENTHONG_MAX_EVENT_AGE`` by default), measured on ``clock``. Both apply only
@@ -388,7 +389,7 @@ class EventConsumer:
         if self.lookup_before_handling and self.store.was_processed(key):
             return
         if (too_old := self._too_old(event, record)) is not None:
-            if not self.lookup_before_handling and self.store.was_processed(key):
+            if self._redelivered(key):
                 return  # a redelivery of what it processed in time
             self.store.commit(key, self._poison(record, too_old))
             self.relay.wake()
@@ -397,6 +398,8 @@ class EventConsumer:
             handler = self.handlers[type(event)]
             effect = await handler(event, Context(self.deps, Delivery(record)))
         except EventContractError as error:  # valid JSON, but nothing this service can act on
+            if self._redelivered(key):
+                return
             effect = Effect(emitted=self._poison(record, error))
         except Exception as error:
             # Only a failure of the service itself brings the record back; anything else the handler
@@ -405,6 +408,8 @@ class EventConsumer:
             if classify(error).redelivered:
                 await self._back_off(event)
                 raise
+            if self._redelivered(key):
+                return
             log.exception("handling %s raised; the record is dead-lettered", event.event_type)
             effect = Effect(emitted=self._dead_letter(record, classify(error).failure_class, error))
         try:
@@ -416,6 +421,12 @@ class EventConsumer:
             return
         self.metrics.processed(event.event_type)
         self.relay.wake()
+
+    def _redelivered(self, key: str) -> bool:
+        """Whether a record about to be dead-lettered was stored before, for a consumer that did not
+        look before handling it: handled again, it may fail only because its first handling changed
+        the state it reads, and a redelivery is neither dead-lettered nor counted a second time."""
+        return not self.lookup_before_handling and self.store.was_processed(key)
 
     async def _back_off(self, event: Event) -> None:
         log.exception("handling %s failed; the record will be redelivered", event.event_type)
