@@ -286,7 +286,8 @@ class LocalKafkaBroker(ChildServer):
         self.sasl = sasl
         self.scram_users = dict(scram_users or {})
         self.work_dir = work_dir
-        drawn = iter(distinct_free_ports(2, HOST))  # used only where a port is not given
+        # Drawn together (distinct) for the ports not given.
+        drawn = iter(distinct_free_ports(sum(not p for p in (port, controller_port)), HOST))
         self.port = port or next(drawn)
         self.controller_port = controller_port or next(drawn)
         self.heap = heap

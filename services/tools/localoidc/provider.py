@@ -91,7 +91,8 @@ class LocalOidcProvider(ChildServer):
         java: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
-        drawn = iter(distinct_free_ports(2, HOST))  # used only where a port is not given
+        # Drawn together (distinct) for the ports not given.
+        drawn = iter(distinct_free_ports(sum(not p for p in (port, management_port)), HOST))
         self.port = port or next(drawn)
         self.management_port = management_port or next(drawn)
         self.realm_files = tuple(realm_files)
