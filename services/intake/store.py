@@ -45,10 +45,7 @@ class IntakeStore(SqlProcessingStore):
     SCHEMA = _SCHEMA
 
     def find(self, key: str) -> StoredSubmission | None:
-        row = self.conn.execute(
-            "SELECT request_hash, response FROM submissions WHERE idempotency_key = ?", (key,)
-        ).fetchone()
-        return StoredSubmission(row["request_hash"], json.loads(row["response"])) if row else None
+        return _stored(self.conn.execute(_FIND_SUBMISSION, (key,)).fetchone())
 
     def accept(
         self,
@@ -69,17 +66,17 @@ class IntakeStore(SqlProcessingStore):
         On PostgreSQL the statements go in a pipeline, so the submission costs three round trips, not
         six: the key's lookup goes with the day's number (rolled back if the key was stored before),
         the submission's row with its records, and the COMMIT alone."""
+        earlier: StoredSubmission | None = None  # the key's submission, when this call is a retry
         try:
             with pipelined(self.conn), transaction(self.conn):
-                found = self.conn.execute(
-                    "SELECT request_hash, response FROM submissions WHERE idempotency_key = ?", (key,)
-                )
+                found = self.conn.execute(_FIND_SUBMISSION, (key,))
                 numbered = self.conn.execute(
                     "INSERT INTO receipt_numbers (day, last) VALUES (?, 1) "
                     "ON CONFLICT (day) DO UPDATE SET last = receipt_numbers.last + 1 RETURNING last",
                     (day.isoformat(),),
                 )
-                if found.fetchone() is not None:
+                earlier = _stored(found.fetchone())
+                if earlier is not None:
                     raise _KeyTaken  # a retry: its number is rolled back
                 dossier_id, response, records = build(int(numbered.fetchone()[0]))
                 inserted = self.conn.execute(
@@ -91,13 +88,20 @@ class IntakeStore(SqlProcessingStore):
                 if not inserted.rowcount:
                     raise _KeyTaken
         except _KeyTaken:
-            stored = self.find(key)
+            stored = earlier or self.find(key)
             if stored is None:  # cannot be: the key's row was committed before this insert gave way
                 raise RuntimeError(f"Idempotency-Key {key!r} was taken and then vanished") from None
             if stored.request_hash != body_hash:
                 raise KeyReused(key) from None
             return stored.response, False
         return response, True
+
+
+_FIND_SUBMISSION = "SELECT request_hash, response FROM submissions WHERE idempotency_key = ?"
+
+
+def _stored(row: Any) -> StoredSubmission | None:
+    return StoredSubmission(row["request_hash"], json.loads(row["response"])) if row else None
 
 
 class _KeyTaken(Exception):

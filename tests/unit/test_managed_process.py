@@ -38,17 +38,22 @@ def squatter() -> Iterator[int]:
         server.server_close()
 
 
+def web_server(name: str, port: int, log_dir: Path) -> ManagedProcess:
+    """The standard library's web server on ``port`` as a managed process (it answers 200 on ``/``)."""
+    return ManagedProcess(
+        name,
+        "http.server",
+        ["--bind", "127.0.0.1", str(port)],
+        health_url=f"http://127.0.0.1:{port}/",
+        log_dir=log_dir,
+    )
+
+
 def test_a_process_whose_port_another_process_answers_on_is_refused_with_the_port_named(
     squatter: int, tmp_path: Path
 ) -> None:
     # It would fail to bind and exit, but only after the squatter had answered its health check.
-    process = ManagedProcess(
-        "tracker",
-        "http.server",
-        ["--bind", "127.0.0.1", str(squatter)],
-        health_url=f"http://127.0.0.1:{squatter}/health",
-        log_dir=tmp_path,
-    )
+    process = web_server("tracker", squatter, tmp_path)
     try:
         with pytest.raises(ProcessFailed, match=f"127.0.0.1:{squatter}"):
             process.start()
@@ -59,14 +64,7 @@ def test_a_process_whose_port_another_process_answers_on_is_refused_with_the_por
 
 
 def test_a_process_on_a_port_nobody_answers_on_starts(tmp_path: Path) -> None:
-    port = free_port()
-    process = ManagedProcess(
-        "web",
-        "http.server",
-        ["--bind", "127.0.0.1", str(port)],
-        health_url=f"http://127.0.0.1:{port}/",
-        log_dir=tmp_path,
-    )
+    process = web_server("web", free_port(), tmp_path)
     try:
         process.start()
         process.wait_healthy(20)

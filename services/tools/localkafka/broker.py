@@ -30,6 +30,7 @@ from services.tools.localkafka.process import (
     ChildServer,
     child_preexec,
     distinct_free_ports,
+    given_or_free,
     port_open,
 )
 
@@ -286,10 +287,7 @@ class LocalKafkaBroker(ChildServer):
         self.sasl = sasl
         self.scram_users = dict(scram_users or {})
         self.work_dir = work_dir
-        # Drawn together (distinct) for the ports not given.
-        drawn = iter(distinct_free_ports(sum(not p for p in (port, controller_port)), HOST))
-        self.port = port or next(drawn)
-        self.controller_port = controller_port or next(drawn)
+        self.port, self.controller_port = given_or_free(port, controller_port, host=HOST)
         self.heap = heap
         self.die_with_parent = die_with_parent
         self._distribution = distribution

@@ -58,6 +58,12 @@ def distinct_free_ports(count: int, host: str = "127.0.0.1", *, taken: Collectio
     return ports
 
 
+def given_or_free(*given: int | None, host: str = "127.0.0.1") -> list[int]:
+    """The ports given, each one not given (None or 0) replaced by a free port; those drawn differ."""
+    drawn = iter(distinct_free_ports(sum(not port for port in given), host))
+    return [port or next(drawn) for port in given]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

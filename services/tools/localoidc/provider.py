@@ -26,7 +26,7 @@ import httpx
 from services.tools.localkafka.process import (
     ChildServer,
     child_preexec,
-    distinct_free_ports,
+    given_or_free,
     port_open,
 )
 from services.tools.localoidc.distribution import (
@@ -91,10 +91,7 @@ class LocalOidcProvider(ChildServer):
         java: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
-        # Drawn together (distinct) for the ports not given.
-        drawn = iter(distinct_free_ports(sum(not p for p in (port, management_port)), HOST))
-        self.port = port or next(drawn)
-        self.management_port = management_port or next(drawn)
+        self.port, self.management_port = given_or_free(port, management_port, host=HOST)
         self.realm_files = tuple(realm_files)
         self.heap = heap
         self.die_with_parent = die_with_parent
