@@ -63,7 +63,7 @@ class IntakeStore(SqlProcessingStore):
         key taken. It rolls back (its receipt number and its event with it, so the day's numbers keep
         no gap) and answers what the first one stored, like any later retry.
 
-        On PostgreSQL the statements go in a pipeline, so the submission costs three round trips, not
+        On PostgreSQL the statements go in batches, so the submission costs three round trips, not
         six: the key's lookup goes with the day's number (rolled back if the key was stored before),
         the submission's row with its records, and the COMMIT alone."""
         earlier: StoredSubmission | None = None  # the key's submission, when this call is a retry

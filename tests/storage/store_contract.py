@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -129,6 +129,54 @@ class StoreContract:
         store.commit("e3", [], update("nothing"))
         store.commit(None, [], update("e3"))
         assert counts == [0, 1, 0, 1]
+
+    async def test_a_writes_values_are_stored_as_given_whatever_they_hold(
+        self, store: SqlProcessingStore, backend: Backend
+    ) -> None:
+        """On PostgreSQL a record's statements are bound client-side and sent as one query: a value
+        that reads like SQL, a placeholder or an escape must come back as it went in, never run."""
+        tricky = [
+            "it's; DROP TABLE processed_events; --",
+            "100% sure, %s and %% and ? and $1",
+            "back\\slash \\x00 and E'quoted'",
+            "Nguyễn Thị Minh Khai \U0001f3db",
+        ]
+
+        def write(conn: Connection) -> None:
+            for text in tricky:
+                conn.execute("INSERT INTO processed_events (event_id) VALUES (?)", (text,))
+
+        answers: list[tuple[Any, ...]] = []
+
+        def read(conn: Connection) -> None:
+            # a parameter the server cannot type from its place (PostgreSQL would not prepare this)
+            answers.append(tuple(conn.execute("SELECT ? IS NULL, ?", (None, tricky[1])).fetchone()))
+
+        with store.grouped():
+            assert store.commit("e1", [_record(1)], write)
+            assert store.commit("e2", [], read)
+        assert [(bool(is_null), text) for is_null, text in answers] == [(True, tricky[1])]
+        assert committed_ids(store) == {"e1", "e2", *tricky}
+        assert [r.value for _, r in store.outbox.pending()] == [b"value 1"]
+
+    async def test_statements_run_the_same_before_and_after_rollbacks(
+        self, store: SqlProcessingStore
+    ) -> None:
+        """On PostgreSQL the store prepares its statements once per session; a rollback (a failed
+        record's, or a whole transaction's) must not take them away from the records after it."""
+
+        def failing(conn: Connection) -> None:
+            conn.execute("INSERT INTO processed_events (event_id) VALUES (?)", ("e0",))  # e0's key: breaks
+
+        for n in range(8):  # more than the few runs after which a driver would prepare on its own
+            with store.grouped():
+                assert store.commit(f"e{n}", [_record(n)])
+                with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+                    store.commit(f"bad{n}", [], failing)
+            with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+                store.commit(f"worse{n}", [], failing)
+        assert committed_ids(store) == {f"e{n}" for n in range(8)}
+        assert [r.value for _, r in store.outbox.pending()] == [f"value {n}".encode() for n in range(8)]
 
     async def test_another_tasks_commit_commits_the_open_group_first_and_stands_alone(
         self, store: SqlProcessingStore, backend: Backend

@@ -12,9 +12,11 @@ SQLite file, and one ``LIENTHONG_DATABASE_URL`` for the whole bus.
 
 Calls are synchronous, like SQLite's: every transaction is a few short statements on a connection
 that is already open, and a consumer never holds a transaction across a wait. Within
-:meth:`PostgresConnection.pipelined` the statements go out without waiting for each other's answers
-(psycopg's pipeline mode): a record's writes cost one round trip, not one each, and a result read
-(its rows, its ``rowcount``) waits for the server only when it is read.
+:meth:`PostgresConnection.pipelined` the statements go out together, without waiting for each
+other's answers: a record's writes cost one round trip, not one each, and a result (its rows, its
+``rowcount``) waits for the server only when it is read. The statements a store runs with parameters
+are prepared once per session (``PREPARE``) and run by ``EXECUTE``; psycopg's own preparing is off,
+since it deallocates every prepared statement of the session after a rollback.
 """
 
 from __future__ import annotations
@@ -97,23 +99,37 @@ def to_postgres_sql(sql: str) -> str:
     rows, not the database."""
     if sql.strip().upper() == "BEGIN IMMEDIATE":
         return "BEGIN"
+    return _with_placeholders(sql, numbered=False)[0]
+
+
+@lru_cache(maxsize=1024)
+def to_prepared_sql(sql: str) -> tuple[str, int]:
+    """The statement as ``PREPARE`` takes it (``?`` placeholders numbered ``$1``, ``$2``, …, outside
+    quoted text), and how many placeholders it has."""
+    return _with_placeholders(sql, numbered=True)
+
+
+def _with_placeholders(sql: str, *, numbered: bool) -> tuple[str, int]:
     out: list[str] = []
     quote: str | None = None
+    count = 0
+    percent = "%" if numbered else "%%"  # psycopg reads %s placeholders, so a literal % is doubled
     for char in sql:
         if quote is not None:
             if char == quote:
                 quote = None
-            out.append("%%" if char == "%" else char)
+            out.append(percent if char == "%" else char)
         elif char in "'\"":
             quote = char
             out.append(char)
         elif char == "?":
-            out.append("%s")
+            count += 1
+            out.append(f"${count}" if numbered else "%s")
         elif char == "%":
-            out.append("%%")
+            out.append(percent)
         else:
             out.append(char)
-    return "".join(out)
+    return "".join(out), count
 
 
 _TYPE_WORDS = (
@@ -152,6 +168,11 @@ def open_pool(url: str, schema: str, *, max_size: int = 4) -> ConnectionPool[psy
             "autocommit": True,  # transactions are opened by the store's own BEGIN
             "row_factory": _row_factory,
             "options": f"-c search_path={schema}",
+            # so that pg_stat_activity (and an operator) can tell which service holds a session
+            "application_name": f"lienthong-{schema}",
+            # The store prepares its statements itself (PostgresConnection); psycopg's own would
+            # deallocate them all at its first ROLLBACK (it starts over after one).
+            "prepare_threshold": None,
         },
         configure=configure,
         open=True,
@@ -161,29 +182,66 @@ def open_pool(url: str, schema: str, *, max_size: int = 4) -> ConnectionPool[psy
     return pool
 
 
+# How a batched statement's parameters are declared when it is prepared: as psycopg would send them
+# (its text as "unknown", which the server types from the statement's context). A parameter of
+# another type (a list, a date) has its statement sent with its values, unprepared.
+_PREPARED_TYPES: Mapping[type, str] = {
+    str: "unknown",
+    type(None): "unknown",
+    int: "bigint",
+    bool: "bigint",  # flags are INTEGER columns (_BoolAsInteger)
+    float: "double precision",
+    bytes: "bytea",
+}
+
+
+class NoAnswer(Exception):
+    """A batched statement's answer is not known: the batch failed at this statement or before it,
+    and the server ran none of the statements after the failed one."""
+
+
 class PipelinedResult:
-    """A statement's cursor in a pipeline. Its result is there only once the server answered, so
-    reading it (rows, ``rowcount``) first sends what is queued and waits for the answers (a Sync);
-    psycopg's own cursor would give a ``rowcount`` of -1 until then, which reads as "a row changed"."""
+    """A statement's answer in a batch (:meth:`PostgresConnection.pipelined`). It is there once the
+    batch was sent, so reading it (rows, ``rowcount``) first sends what is queued and waits for the
+    answers; the rows of a ``SELECT`` (or ``RETURNING``) are read one after the other, as from a
+    cursor."""
 
-    def __init__(self, cursor: psycopg.Cursor[Row], owner: PostgresConnection, sent: int) -> None:
-        self._cursor = cursor
+    def __init__(self, owner: PostgresConnection) -> None:
         self._owner = owner
-        self._sent = sent
+        self._answer: tuple[int, list[Row]] | BaseException | None = None
+        self._position = 0
 
-    def _answered(self) -> psycopg.Cursor[Row]:
-        self._owner.sync_through(self._sent)
-        return self._cursor
+    def answered(self, rowcount: int, rows: list[Row]) -> None:
+        self._answer = (rowcount, rows)
+
+    def failed(self, error: BaseException) -> None:
+        self._answer = error
+
+    def _answered(self) -> tuple[int, list[Row]]:
+        if self._answer is None:
+            self._owner.send_batch()
+        answer = self._answer
+        if answer is None:  # cannot be: sending the batch answers or fails every statement in it
+            raise NoAnswer("the statement was never sent")
+        if isinstance(answer, BaseException):
+            raise NoAnswer("the batch failed at this statement or before it") from answer
+        return answer
 
     @property
     def rowcount(self) -> int:
-        return self._answered().rowcount
+        return self._answered()[0]
 
     def fetchone(self) -> Row | None:
-        return self._answered().fetchone()
+        rows = self._answered()[1]
+        if self._position >= len(rows):
+            return None
+        self._position += 1
+        return rows[self._position - 1]
 
     def fetchall(self) -> list[Row]:
-        return self._answered().fetchall()
+        rows = self._answered()[1]
+        rest, self._position = rows[self._position :], len(rows)
+        return rest
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
@@ -198,9 +256,12 @@ class PostgresConnection:
         self.location = location
         self.pool = open_pool(location.url, location.schema)
         self._conn = self.pool.getconn()
-        self._pipeline: psycopg.Pipeline | None = None
-        self._sent = 0  # statements queued in pipelines so far
-        self._answered = 0  # of those, how many the server has answered
+        # Statements of an open pipelined block not sent yet, bound client-side, with their answers
+        self._batch: list[tuple[str, PipelinedResult]] | None = None
+        self._binder: psycopg.ClientCursor[Row] | None = None
+        # Statements prepared on this session, by SQL and parameter types: their EXECUTE, or None
+        # for one the server would not prepare
+        self._prepared: dict[tuple[str, tuple[str, ...]], str | None] = {}
         self.transaction_locks: set[str] = set()  # lock_for_transaction's, held until the transaction ends
 
     @property
@@ -210,59 +271,137 @@ class PostgresConnection:
             self.pool.putconn(self._conn)
             self._conn = self.pool.getconn()
             self.transaction_locks.clear()
+            self._prepared.clear()  # they were the old session's
         return self._conn
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+        """Whether a transaction is open (or may be: a batch not sent yet can hold its BEGIN)."""
+        return bool(self._batch) or self._conn.info.transaction_status != pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Row] | PipelinedResult:
-        conn = self._conn if self.in_transaction or self._pipeline is not None else self.raw
         if self.transaction_locks and _ENDS_TRANSACTION.match(sql):
             self.transaction_locks.clear()
+        if self._batch is not None:
+            return self._queue(sql, parameters)
+        conn = self._conn if self.in_transaction else self.raw
+        prepared = self._prepared_as(sql, parameters) if parameters else None
+        if prepared is not None:
+            return psycopg.ClientCursor(conn).execute(prepared, parameters)  # type: ignore[arg-type]
         if parameters:
-            cursor = conn.execute(to_postgres_sql(sql), parameters)  # type: ignore[arg-type]
-        else:
-            cursor = conn.execute(to_postgres_sql(sql))  # type: ignore[arg-type]
-        if self._pipeline is None:
-            return cursor
-        self._sent += 1
-        return PipelinedResult(cursor, self, self._sent)
+            return conn.execute(to_postgres_sql(sql), parameters)  # type: ignore[arg-type]
+        return conn.execute(to_postgres_sql(sql))  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def pipelined(self) -> Iterator[None]:
-        """Statements executed in this block are sent without waiting for one another; the block's
-        end sends what is left and waits for every answer, raising the first error (the statements
-        after a failed one are not run). Nested blocks ride the outer one."""
-        if self._pipeline is not None:
+        """Statements executed in this block are sent together, in one round trip, when a result is
+        read or the block ends; the first error is raised then (the statements after a failed one
+        are not run). Nested blocks ride the outer one.
+
+        Each statement goes as the ``EXECUTE`` of a statement prepared on the session (see
+        :meth:`_prepared_as`), its values bound client-side (psycopg's ``ClientCursor.mogrify``,
+        which quotes by the server's own rules, so a value is never read as SQL), and the batch as
+        one simple query. psycopg's pipeline mode sends, polls and answers each statement on its
+        own, which costs the client about three times the CPU for the same statements
+        (docs/performance.md); psycopg sends several statements in one query only when none has
+        parameters, so preparing, binding and joining them is written here."""
+        if self._batch is not None:
             yield
             return
         conn = self._conn if self.in_transaction else self.raw
+        self._binder = psycopg.ClientCursor(conn)
+        self._batch = []
         try:
-            with conn.pipeline() as pipeline:
-                self._pipeline = pipeline
-                yield
+            yield
+        except BaseException:
+            # What was queued before the error is sent all the same: the caller's clean-up (ROLLBACK
+            # TO a savepoint it queued) relies on the server having seen it.
+            try:
+                self.send_batch()
+            except psycopg.Error:
+                log.debug("the batch of a failed block failed too", exc_info=True)
+            raise
+        else:
+            self.send_batch()
         finally:
-            self._pipeline = None
-            self._answered = self._sent
+            self._batch = None
+            self._binder = None
 
-    def sync_through(self, sent: int) -> None:
-        """Wait until the server answered the pipeline's statement number ``sent``."""
-        if self._answered >= sent or self._pipeline is None:
+    def _queue(self, sql: str, parameters: Sequence[Any]) -> PipelinedResult:
+        assert self._batch is not None and self._binder is not None
+        prepared = self._prepared_as(sql, parameters) if parameters else None
+        if prepared is not None:
+            statement = self._binder.mogrify(prepared, parameters)  # type: ignore[arg-type]
+        else:
+            statement = self._binder.mogrify(to_postgres_sql(sql), parameters)  # type: ignore[arg-type]
+        result = PipelinedResult(self)
+        self._batch.append((statement, result))
+        return result
+
+    def _prepared_as(self, sql: str, parameters: Sequence[Any]) -> str | None:
+        """``EXECUTE name(%s, …)`` of the statement prepared on this session for these parameter
+        types (preparing it the first time), or None where it cannot be prepared: a parameter of
+        another type, or a statement whose parameters the server cannot type from their context.
+        A prepared statement is parsed and planned once per session, not at every run."""
+        try:
+            types = tuple(_PREPARED_TYPES[type(value)] for value in parameters)
+        except KeyError:
+            return None
+        key = (sql, types)
+        if key not in self._prepared:
+            self._prepared[key] = self._prepare(f"lienthong_{len(self._prepared) + 1}", sql, types)
+        return self._prepared[key]
+
+    def _prepare(self, name: str, sql: str, types: tuple[str, ...]) -> str | None:
+        """Prepare the statement now, after sending what is queued (so that a failure of theirs is
+        theirs), within a savepoint of its own inside a transaction (so that a statement the server
+        cannot prepare leaves the transaction as it was). Prepared statements outlive a rollback."""
+        self.send_batch()
+        text, count = to_prepared_sql(sql)
+        prepare = f"PREPARE {name} ({', '.join(types)}) AS {text}"
+        in_transaction = self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+        try:
+            if in_transaction:
+                self._conn.execute(f"SAVEPOINT lienthong_prepare; {prepare}; RELEASE lienthong_prepare")  # type: ignore[call-overload]
+            else:
+                self._conn.execute(prepare)  # type: ignore[call-overload]
+        except psycopg.DatabaseError as refused:
+            if in_transaction:
+                self._conn.execute("ROLLBACK TO lienthong_prepare; RELEASE lienthong_prepare")
+            log.debug("statement not prepared (%s), sent with its values instead: %s", refused, text)
+            return None
+        return f"EXECUTE {name}({', '.join(['%s'] * count)})"
+
+    def send_batch(self) -> None:
+        """Send the open block's queued statements in one query and give each its answer."""
+        if not self._batch or self._binder is None:
             return
-        self._pipeline.sync()
-        self._answered = self._sent
+        queued, self._batch = self._batch, []
+        cursor = self._binder
+        try:
+            cursor.execute(";\n".join(statement for statement, _ in queued))  # type: ignore[call-overload]
+        except BaseException as error:
+            for _, result in queued:
+                result.failed(error)
+            raise
+        for index, (_, result) in enumerate(queued):
+            if index:
+                cursor.nextset()
+            result.answered(cursor.rowcount, cursor.fetchall() if cursor.description is not None else [])
 
-    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]]) -> psycopg.Cursor[Row]:
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]]) -> psycopg.Cursor[Row] | None:
+        if self._batch is not None:
+            for parameters in seq_of_parameters:
+                self._queue(sql, parameters)
+            return None
         cursor = (self._conn if self.in_transaction else self.raw).cursor()
         cursor.executemany(to_postgres_sql(sql), seq_of_parameters)  # type: ignore[arg-type]
         return cursor
 
     def executescript(self, script: str) -> None:
-        """Statements without parameters, sent as one (psycopg allows several when none has any;
-        a pipeline does not)."""
-        if self._pipeline is not None:
-            raise RuntimeError("executescript cannot run in a pipeline: it sends several statements as one")
+        """Statements without parameters, sent as one (psycopg allows several when none has any)."""
+        if self._batch is not None:
+            raise RuntimeError("executescript cannot run in a pipelined block: it would overtake the batch")
         if self.transaction_locks and _ENDS_TRANSACTION.search(script):
             self.transaction_locks.clear()
         self.raw.execute(script)  # type: ignore[call-overload]
@@ -325,7 +464,10 @@ class AdvisoryLock:
         if conn is None:
             return None
         try:
-            return conn.execute(to_postgres_sql(sql), parameters).fetchall()  # type: ignore[arg-type]
+            # prepared by psycopg (the pool turns its own preparing off for the stores' sessions, whose
+            # rollbacks would make it deallocate everything; this session never rolls back)
+            statement = to_postgres_sql(sql)
+            return conn.execute(statement, parameters, prepare=True).fetchall()  # type: ignore[arg-type]
         except psycopg.Error:
             log.warning("the session holding the %r lock ended; trying to take it again", self._name)
             self.release()

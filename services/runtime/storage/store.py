@@ -29,7 +29,7 @@ from services.runtime.storage.database import (
     run_statements,
 )
 from services.runtime.storage.outbox import OUTBOX_SCHEMA, Outbox, OutgoingRecord
-from services.runtime.storage.postgres import to_postgres_ddl
+from services.runtime.storage.postgres import NoAnswer, to_postgres_ddl
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class SqlProcessingStore:
         except BaseException as error:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            if _was_duplicate(marked, error):
+            if _was_duplicate(marked, error, lambda: self._processed_before(event_id)):
                 return False
             raise
 
@@ -226,7 +226,7 @@ class SqlProcessingStore:
             held, self._savepoint_held = self._savepoint_held, False
             if held:
                 run_statements(self.conn, "ROLLBACK TO record", "RELEASE record")
-            if _was_duplicate(marked, error):
+            if _was_duplicate(marked, error, lambda: self._processed_before(event_id)):
                 return False
             raise
         callbacks, self._after_commit = self._after_commit, []
@@ -255,6 +255,10 @@ class SqlProcessingStore:
             "INSERT INTO processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING", (event_id,)
         )
 
+    def _processed_before(self, event_id: str | None) -> bool:
+        """After a failed commit was rolled back (its own mark with it): whether the id was there."""
+        return event_id is not None and self.was_processed(event_id)
+
     def _write(self, emitted: Sequence[OutgoingRecord], write: Write | None) -> None:
         if write is not None:
             write(self.conn)
@@ -270,12 +274,19 @@ def _was_new(marked: Any) -> bool:
     return bool(marked.rowcount > 0)
 
 
-def _was_duplicate(marked: Any, error: BaseException) -> bool:
+def _was_duplicate(marked: Any, error: BaseException, processed_before: Callable[[], bool]) -> bool:
     """Whether ``error`` is what a write met because the event was processed before (its id was
-    there already): the commit then applies nothing, as it would for any duplicate."""
+    there already): the commit then applies nothing, as it would for any duplicate. On PostgreSQL a
+    write's error can leave the mark's own answer unknown (they went in one batch): then the rolled
+    back store is asked."""
     if marked is None or not isinstance(error, Exception):
         return False
     try:
         return bool(marked.rowcount == 0)
+    except NoAnswer:
+        try:
+            return processed_before()
+        except Exception:  # the connection broke: not known to be a duplicate
+            return False
     except Exception:  # the answer never came (the connection broke): not known to be a duplicate
         return False
