@@ -277,7 +277,12 @@ class PostgresConnection:
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open (or may be: a batch not sent yet can hold its BEGIN)."""
-        return bool(self._batch) or self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+        return bool(self._batch) or self._session_in_transaction
+
+    @property
+    def _session_in_transaction(self) -> bool:
+        """What the server last said of the session (a batch not sent yet aside)."""
+        return self._conn.info.transaction_status != pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> psycopg.Cursor[Row] | PipelinedResult:
         if self.transaction_locks and _ENDS_TRANSACTION.match(sql):
@@ -285,7 +290,7 @@ class PostgresConnection:
         if self._batch is not None:
             return self._queue(sql, parameters)
         conn = self._conn if self.in_transaction else self.raw
-        prepared = self._prepared_as(sql, parameters) if parameters else None
+        prepared = self._prepared_as(sql, parameters)
         if prepared is not None:
             return psycopg.ClientCursor(conn).execute(prepared, parameters)  # type: ignore[arg-type]
         if parameters:
@@ -329,7 +334,7 @@ class PostgresConnection:
 
     def _queue(self, sql: str, parameters: Sequence[Any]) -> PipelinedResult:
         assert self._batch is not None and self._binder is not None
-        prepared = self._prepared_as(sql, parameters) if parameters else None
+        prepared = self._prepared_as(sql, parameters)
         if prepared is not None:
             statement = self._binder.mogrify(prepared, parameters)  # type: ignore[arg-type]
         else:
@@ -341,8 +346,11 @@ class PostgresConnection:
     def _prepared_as(self, sql: str, parameters: Sequence[Any]) -> str | None:
         """``EXECUTE name(%s, …)`` of the statement prepared on this session for these parameter
         types (preparing it the first time), or None where it cannot be prepared: a parameter of
-        another type, or a statement whose parameters the server cannot type from their context.
-        A prepared statement is parsed and planned once per session, not at every run."""
+        another type, or a statement whose parameters the server cannot type from their context
+        (and a statement without parameters, which gains nothing from it). A prepared statement is
+        parsed and planned once per session, not at every run."""
+        if not parameters:
+            return None
         try:
             types = tuple(_PREPARED_TYPES[type(value)] for value in parameters)
         except KeyError:
@@ -359,7 +367,7 @@ class PostgresConnection:
         self.send_batch()
         text, count = to_prepared_sql(sql)
         prepare = f"PREPARE {name} ({', '.join(types)}) AS {text}"
-        in_transaction = self._conn.info.transaction_status != pq.TransactionStatus.IDLE
+        in_transaction = self._session_in_transaction
         try:
             if in_transaction:
                 self._conn.execute(f"SAVEPOINT lienthong_prepare; {prepare}; RELEASE lienthong_prepare")  # type: ignore[call-overload]
